@@ -1,0 +1,1 @@
+//! KV-cache block manager (under construction).

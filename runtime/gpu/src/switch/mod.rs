@@ -1,0 +1,1 @@
+//! Pipelined model switching (under construction).

@@ -1,0 +1,1 @@
+//! Green threads for farmem (under construction).
