@@ -1,0 +1,1 @@
+//! Blocking primitives (under construction).
