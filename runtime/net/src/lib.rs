@@ -1,0 +1,1 @@
+//! The farmem wire protocol (under construction).

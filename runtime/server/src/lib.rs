@@ -1,0 +1,1 @@
+//! The farmem memory server (under construction).
