@@ -60,7 +60,8 @@ impl Report {
 
     /// Adds a table row (cells already formatted).
     pub fn row<S: ToString>(&mut self, cells: &[S]) {
-        self.rows.push(cells.iter().map(|c| c.to_string()).collect());
+        self.rows
+            .push(cells.iter().map(|c| c.to_string()).collect());
     }
 
     /// Records one named figure in the JSON result. Names carry their unit (`_ns`, `_ops_per_s`).

@@ -5,7 +5,7 @@
 #   FARMEM_CUDA_BIN_DIR=dir runtime/gpu/run-cuda-tests.sh
 #                                            run binaries prebuilt elsewhere (a GPU machine
 #                                            without a Rust toolchain): dir holds the test
-#                                            executables gpu_cuda, gpu_device, gpu_switch and
+#                                            executables gpu_cuda, gpu_device, gpu_switch, gpu_share_cuda and
 #                                            farmem-bench, built with `--features cuda`
 #
 # The CUDA tests are #[ignore]d in normal runs (CI has no GPU); here they run with --ignored.
@@ -23,6 +23,10 @@ if [[ -n "${FARMEM_CUDA_BIN_DIR:-}" ]]; then
     done
     echo "== gpu_cuda (CUDA tests)"
     "$bin/gpu_cuda" --ignored --nocapture --test-threads=1
+    if [[ -x "$bin/gpu_share_cuda" ]]; then
+        echo "== gpu_share_cuda (oversubscription on CUDA)"
+        "$bin/gpu_share_cuda" --ignored --nocapture --test-threads=1
+    fi
     echo "== farmem-bench pipeswitch (sim + CUDA)"
     "$bin/farmem-bench" pipeswitch "$@"
 else

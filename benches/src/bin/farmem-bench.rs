@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use farmem_benches::scenarios::ALL;
 
 fn usage() -> String {
-    let mut s = String::from("usage: farmem-bench <scenario> [options]   (or: farmem-bench list)\n\nscenarios:\n");
+    let mut s = String::from(
+        "usage: farmem-bench <scenario> [options]   (or: farmem-bench list)\n\nscenarios:\n",
+    );
     for sc in ALL {
         s.push_str(&format!("  {:<12} {}\n", sc.name, sc.about));
     }

@@ -211,8 +211,11 @@ mod tests {
 
     #[test]
     fn display_carries_kind_and_context() {
-        let e = Error::new(ErrorKind::OutOfFarMemory, "server 127.0.0.1:1 is full (64 MiB)")
-            .with_context("writing object 7");
+        let e = Error::new(
+            ErrorKind::OutOfFarMemory,
+            "server 127.0.0.1:1 is full (64 MiB)",
+        )
+        .with_context("writing object 7");
         assert_eq!(e.kind(), ErrorKind::OutOfFarMemory);
         assert_eq!(
             e.to_string(),

@@ -8,7 +8,7 @@
 //! | [`share`] | memory oversubscription between a production and an opportunistic tenant with adaptive rate control | TGS (NSDI'23) |
 //!
 //! The crate does not depend on the far-memory crates. Errors are farmem's shared
-//! [`Error`](farmem_error::Error).
+//! [`Error`].
 
 pub mod device;
 pub mod kv;
