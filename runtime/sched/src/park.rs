@@ -14,39 +14,85 @@
 //! - Spurious wake-ups are allowed: callers re-check their condition in a loop, like with
 //!   `std::thread::park`.
 //!
-//! This first version implements the OS-thread half only; the scheduler core replaces the
-//! bodies with the green-thread-aware version without changing the signatures.
+//! Implementation: on an OS thread these are `std::thread::park`/`unpark`. On a green thread
+//! the token is the green thread's `ParkState` (see `park_state`): `park` moves it to `PARKED`
+//! and switches to the worker; `unpark` sets `NOTIFIED` and, if it saw `PARKED`, queues the
+//! green thread on its owner worker (directly on that worker's ready queue when called from it,
+//! else on its remote queue plus a poller notification if the worker sleeps). `park_timeout`
+//! adds an entry to the worker's timer heap. Memory written before `unpark` is visible after
+//! the matching `park` returns.
+//!
+//! While a runtime shuts down and force-unwinds a suspended green thread, `park` called from its
+//! destructors returns at once (a spurious wake-up), since nothing can resume it any more.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::green;
+use crate::task::Task;
+
+#[derive(Clone)]
+enum Target {
+    Os(std::thread::Thread),
+    Green(Arc<Task>),
+}
+
 /// A handle that wakes one parked thread of execution (green or OS). Cheap to clone.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Unparker {
-    thread: std::thread::Thread,
+    target: Target,
+}
+
+impl std::fmt::Debug for Unparker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.target {
+            Target::Os(t) => f.debug_tuple("Unparker::Os").field(&t.id()).finish(),
+            Target::Green(t) => f.debug_tuple("Unparker::Green").field(t).finish(),
+        }
+    }
 }
 
 impl Unparker {
     /// Makes the token available and wakes the thread if it is parked.
     pub fn unpark(&self) {
-        self.thread.unpark();
+        match &self.target {
+            Target::Os(t) => t.unpark(),
+            Target::Green(task) => {
+                if task.park.unpark() {
+                    green::schedule_woken(task.clone());
+                }
+            }
+        }
+    }
+
+    /// Whether this unparks a green thread (rather than an OS thread).
+    pub fn is_green(&self) -> bool {
+        matches!(self.target, Target::Green(_))
     }
 }
 
 /// The [`Unparker`] of the calling thread of execution.
 pub fn current_unparker() -> Unparker {
-    Unparker {
-        thread: std::thread::current(),
-    }
+    let target = match green::current_green() {
+        Some(task) => Target::Green(task),
+        None => Target::Os(std::thread::current()),
+    };
+    Unparker { target }
 }
 
 /// Blocks the calling thread of execution until its token is available (see the module note).
 pub fn park() {
-    std::thread::park();
+    if !green::green_park() {
+        std::thread::park();
+    }
 }
 
 /// Like [`park`] with a timeout; `true` if woken by a token, `false` if the timeout passed.
 /// (Spurious wake-ups may report `true`; callers re-check their condition.)
 pub fn park_timeout(timeout: Duration) -> bool {
+    if let Some(woken) = green::green_park_timeout(timeout) {
+        return woken;
+    }
     let start = std::time::Instant::now();
     std::thread::park_timeout(timeout);
     start.elapsed() < timeout
