@@ -1,0 +1,478 @@
+//! `farmem-bench net`: one object read through the farmem client against a raw TCP
+//! request/response of the same sizes on loopback, and read throughput with many threads.
+//!
+//! Both servers run as their own processes by default (`farmem-server` from the same target
+//! directory, and this binary re-run as a raw echo server), so neither shares cores with the
+//! client's bookkeeping in a way the other does not; `--embedded` runs both in-process.
+//!
+//! Raw baseline: a blocking socket pair, one `write` of the request bytes and one `read_exact`
+//! of the response bytes, exactly as many bytes as the farmem frames carry. The farmem target
+//! (the far-memory issue's) is a read round trip within 1.5× of it.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use farmem_net::{Client, ClientConfig, Request, HEADER_LEN};
+use farmem_server::{Server, ServerConfig, ServerHandle};
+
+use crate::{median, ratio, sample_ns_per_op, Error, Report, Result, Scenario};
+
+/// The registration of this scenario.
+pub const SCENARIO: Scenario = Scenario {
+    name: "net",
+    about: "object read round trip vs raw TCP (ratio), multi-thread read throughput",
+    run,
+};
+
+const TOKEN: &str = "farmem-bench-net";
+const DS: u64 = 1;
+const OBJECTS: u64 = 1024;
+/// Request bytes of a farmem read: header + ds + object.
+const READ_REQUEST_BYTES: usize = HEADER_LEN + 16;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "farmem-bench net",
+    about = "farmem client vs raw TCP on loopback"
+)]
+struct Args {
+    /// Run the servers in this process instead of as child processes.
+    #[arg(long)]
+    embedded: bool,
+    /// Samples per latency series (the median is reported).
+    #[arg(long, default_value_t = 7)]
+    samples: usize,
+    /// Round trips per latency sample.
+    #[arg(long, default_value_t = 2000)]
+    ops: u64,
+    /// Threads reading at once in the throughput run.
+    #[arg(long, default_value_t = 8)]
+    threads: usize,
+    /// Client connections to the server in the throughput run.
+    #[arg(long, default_value_t = 2)]
+    connections: usize,
+    /// Seconds of each throughput run.
+    #[arg(long, default_value_t = 1.0)]
+    seconds: f64,
+    /// Requests kept in flight by one thread in the pipelined run.
+    #[arg(long, default_value_t = 32)]
+    depth: usize,
+    /// Internal: serve the raw echo baseline and print its address (used by the parent run).
+    #[arg(long, hide = true)]
+    serve_raw: bool,
+}
+
+fn run(args: &[String]) -> Result<Report> {
+    let args = Args::try_parse_from(args).unwrap_or_else(|e| e.exit());
+    if args.serve_raw {
+        serve_raw_forever()?;
+    }
+    if args.samples == 0 || args.ops == 0 || args.threads == 0 || args.depth == 0 {
+        return Err(Error::invalid(
+            "--samples, --ops, --threads and --depth must be at least 1",
+        ));
+    }
+    let servers = Servers::start(args.embedded)?;
+    let client = Client::connect(
+        servers.farmem_addr,
+        &ClientConfig::new(TOKEN).with_connections(1),
+    )?;
+    client.create_ds(DS, 0)?;
+
+    let mut report = Report::new(
+        "net",
+        &[
+            "series",
+            "object B",
+            "farmem ns",
+            "raw TCP ns",
+            "farmem / raw",
+        ],
+    );
+    report.figure("server", if args.embedded { "embedded" } else { "process" });
+    let mut worst_ratio = 0.0f64;
+    for size in [64usize, 4096] {
+        let object = vec![0x5a; size];
+        for i in 0..OBJECTS {
+            client.write(DS, i, &object)?;
+        }
+        // farmem response bytes: header + found flag + length + data.
+        let response_bytes = HEADER_LEN + 1 + 4 + size;
+        let mut raw = RawClient::connect(servers.raw_addr, response_bytes)?;
+        // Warm up both paths (page in buffers, settle the scheduler).
+        for i in 0..200 {
+            client.read(DS, i % OBJECTS)?;
+            raw.round_trip()?;
+        }
+        let mut farmem_err = None;
+        let mut raw_err = None;
+        let mut farmem_samples = Vec::new();
+        let mut raw_samples = Vec::new();
+        // Interleave the two series so drift on a noisy machine hits both alike.
+        for _ in 0..args.samples {
+            let mut i = 0u64;
+            farmem_samples.extend(sample_ns_per_op(1, args.ops, || {
+                for _ in 0..args.ops {
+                    if let Err(e) = client.read(DS, i % OBJECTS) {
+                        farmem_err.get_or_insert(e);
+                    }
+                    i += 1;
+                }
+            }));
+            raw_samples.extend(sample_ns_per_op(1, args.ops, || {
+                for _ in 0..args.ops {
+                    if let Err(e) = raw.round_trip() {
+                        raw_err.get_or_insert(e);
+                    }
+                }
+            }));
+        }
+        if let Some(e) = farmem_err.or(raw_err) {
+            return Err(e);
+        }
+        let (f, r) = (median(&farmem_samples), median(&raw_samples));
+        let q = ratio(f, r);
+        worst_ratio = worst_ratio.max(q);
+        report.row(&[
+            "read round trip".to_string(),
+            size.to_string(),
+            format!("{f:.0}"),
+            format!("{r:.0}"),
+            format!("{q:.2}"),
+        ]);
+        report.figure_f64(&format!("read_{size}b_farmem_ns"), f);
+        report.figure_f64(&format!("read_{size}b_raw_tcp_ns"), r);
+        report.figure_f64(&format!("read_{size}b_ratio_vs_raw"), q);
+    }
+    report.target(
+        "read_ratio_vs_raw",
+        "read round trip <= 1.5x raw TCP (64 B and 4 KiB)",
+        worst_ratio <= 1.5,
+    );
+
+    // Throughput: 4 KiB objects are in place from the last latency series. Measured with the
+    // configured pool and with one connection per thread (what the raw baseline has).
+    let secs = Duration::from_secs_f64(args.seconds.max(0.05));
+    let mut pools = vec![args.connections.max(1)];
+    if args.threads != args.connections {
+        pools.push(args.threads);
+    }
+    let mut ops = 0.0;
+    for (k, conns) in pools.into_iter().enumerate() {
+        let pool = Arc::new(Client::connect(
+            servers.farmem_addr,
+            &ClientConfig::new(TOKEN).with_connections(conns),
+        )?);
+        let measured = throughput(args.threads, secs, {
+            let pool = Arc::clone(&pool);
+            move |t, i| pool.read(DS, (t as u64 * 7919 + i) % OBJECTS).map(|_| ())
+        })?;
+        let mb = measured * 4096.0 / 1e6;
+        report.row(&[
+            format!("{} threads, {conns} conns", args.threads),
+            "4096".to_string(),
+            format!("{measured:.0} ops/s"),
+            String::new(),
+            format!("{mb:.0} MB/s"),
+        ]);
+        let name = if k == 0 {
+            "pool".to_string()
+        } else {
+            "conn_per_thread".to_string()
+        };
+        report.figure_f64(&format!("read_4k_threads_{name}_ops_per_s"), measured);
+        report.figure_f64(&format!("read_4k_threads_{name}_mb_per_s"), mb);
+        ops = measured;
+    }
+    report.figure("throughput_threads", args.threads as u64);
+    report.figure("throughput_pool_connections", args.connections as u64);
+
+    // The same throughput through raw TCP, one connection per thread, for reference.
+    let raw_addr = servers.raw_addr;
+    let raw_ops = throughput(args.threads, secs, {
+        let conns: Vec<std::sync::Mutex<Option<RawClient>>> = (0..args.threads)
+            .map(|_| std::sync::Mutex::new(None))
+            .collect();
+        let conns = Arc::new(conns);
+        move |t, _| {
+            let mut slot = conns[t]
+                .lock()
+                .map_err(|_| Error::internal("raw client lock"))?;
+            if slot.is_none() {
+                *slot = Some(RawClient::connect(raw_addr, HEADER_LEN + 5 + 4096)?);
+            }
+            match slot.as_mut() {
+                Some(c) => c.round_trip(),
+                None => Err(Error::internal("raw client missing")),
+            }
+        }
+    })?;
+    report.row(&[
+        format!("raw TCP, {} threads", args.threads),
+        "4096".to_string(),
+        String::new(),
+        format!("{raw_ops:.0} ops/s"),
+        format!("{:.2}", ratio(ops, raw_ops)),
+    ]);
+    report.figure_f64("raw_4k_threads_ops_per_s", raw_ops);
+    // `ops` is the last farmem series: one connection per thread, like the raw baseline.
+    report.figure_f64("read_4k_threads_throughput_vs_raw", ratio(ops, raw_ops));
+
+    // Pipelining: one thread keeps `depth` reads in flight on one connection.
+    let depth = args.depth;
+    let deadline = Instant::now() + secs;
+    let start = Instant::now();
+    let mut done = 0u64;
+    while Instant::now() < deadline {
+        let pending = (0..depth as u64)
+            .map(|i| {
+                client.submit(&Request::Read {
+                    ds: DS,
+                    object: (done + i) % OBJECTS,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for p in pending {
+            p.wait()?;
+        }
+        done += depth as u64;
+    }
+    let piped = done as f64 / start.elapsed().as_secs_f64();
+    report.row(&[
+        format!("1 thread, depth {depth}"),
+        "4096".to_string(),
+        format!("{piped:.0} ops/s"),
+        String::new(),
+        format!("{:.0} MB/s", piped * 4096.0 / 1e6),
+    ]);
+    report.figure_f64("read_4k_pipelined_ops_per_s", piped);
+    report.figure("pipeline_depth", depth as u64);
+    report.note("latency: median of per-sample means; ratio = farmem / raw, same run");
+    drop(client);
+    servers.stop();
+    Ok(report)
+}
+
+/// Runs `op(thread, i)` on `threads` threads for `secs`; returns total ops per second.
+fn throughput(
+    threads: usize,
+    secs: Duration,
+    op: impl Fn(usize, u64) -> Result<()> + Send + Sync + 'static,
+) -> Result<f64> {
+    let op = Arc::new(op);
+    let stop = Arc::new(AtomicBool::new(false));
+    let total = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let (op, stop, total) = (Arc::clone(&op), Arc::clone(&stop), Arc::clone(&total));
+            std::thread::spawn(move || -> Result<()> {
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    op(t, i)?;
+                    i += 1;
+                }
+                total.fetch_add(i, Ordering::Relaxed);
+                Ok(())
+            })
+        })
+        .collect();
+    std::thread::sleep(secs);
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        h.join()
+            .map_err(|_| Error::internal("a throughput thread panicked"))??;
+    }
+    Ok(total.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64())
+}
+
+/// The raw baseline's client: fixed-size request, response size announced in the request.
+struct RawClient {
+    stream: TcpStream,
+    request: [u8; READ_REQUEST_BYTES],
+    response: Vec<u8>,
+}
+
+impl RawClient {
+    fn connect(addr: SocketAddr, response_bytes: usize) -> Result<RawClient> {
+        let stream = TcpStream::connect(addr).map_err(|e| Error::io("connecting raw client", e))?;
+        stream
+            .set_nodelay(true)
+            .map_err(|e| Error::io("raw client nodelay", e))?;
+        let mut request = [0u8; READ_REQUEST_BYTES];
+        request[..4].copy_from_slice(&(response_bytes as u32).to_le_bytes());
+        Ok(RawClient {
+            stream,
+            request,
+            response: vec![0; response_bytes],
+        })
+    }
+
+    fn round_trip(&mut self) -> Result<()> {
+        self.stream
+            .write_all(&self.request)
+            .map_err(|e| Error::io("raw request", e))?;
+        self.stream
+            .read_exact(&mut self.response)
+            .map_err(|e| Error::io("raw response", e))
+    }
+}
+
+fn serve_raw_connection(mut s: TcpStream) {
+    let _ = s.set_nodelay(true);
+    let mut req = [0u8; READ_REQUEST_BYTES];
+    let mut resp = Vec::new();
+    while s.read_exact(&mut req).is_ok() {
+        let n = u32::from_le_bytes([req[0], req[1], req[2], req[3]]) as usize;
+        resp.resize(n.min(16 << 20), 0xa5);
+        if s.write_all(&resp).is_err() {
+            return;
+        }
+    }
+}
+
+fn raw_listener() -> Result<(TcpListener, SocketAddr)> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| Error::io("binding raw server", e))?;
+    let a = l
+        .local_addr()
+        .map_err(|e| Error::io("raw server address", e))?;
+    Ok((l, a))
+}
+
+fn accept_raw(l: TcpListener) {
+    for s in l.incoming().flatten() {
+        std::thread::spawn(move || serve_raw_connection(s));
+    }
+}
+
+fn serve_raw_forever() -> Result<()> {
+    let (l, addr) = raw_listener()?;
+    println!("raw-echo listening on {addr}");
+    std::io::stdout()
+        .flush()
+        .map_err(|e| Error::io("stdout", e))?;
+    accept_raw(l);
+    std::process::exit(0);
+}
+
+/// Kills a child server when dropped.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Servers {
+    farmem_addr: SocketAddr,
+    raw_addr: SocketAddr,
+    embedded: Option<ServerHandle>,
+    _children: Vec<ChildGuard>,
+    _token_file: Option<TokenFile>,
+}
+
+struct TokenFile(PathBuf);
+
+impl Drop for TokenFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn spawn_and_read_addr(cmd: &mut Command, prefix: &str) -> Result<(ChildGuard, SocketAddr)> {
+    let what = format!("{cmd:?}");
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| Error::io(format!("starting {what}"), e))?;
+    let stdout = child.stdout.take();
+    let guard = ChildGuard(child);
+    let mut line = String::new();
+    if let Some(out) = stdout {
+        BufReader::new(out)
+            .read_line(&mut line)
+            .map_err(|e| Error::io(format!("reading the address from {what}"), e))?;
+    }
+    let addr = line
+        .trim()
+        .strip_prefix(prefix)
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| {
+            Error::internal(format!(
+                "{what} printed {line:?} instead of \"{prefix}ADDR\""
+            ))
+        })?;
+    Ok((guard, addr))
+}
+
+impl Servers {
+    fn start(embedded: bool) -> Result<Servers> {
+        if embedded {
+            let handle = Server::start(ServerConfig::new("127.0.0.1:0", 1 << 30, TOKEN))?;
+            let (l, raw_addr) = raw_listener()?;
+            std::thread::spawn(move || accept_raw(l));
+            return Ok(Servers {
+                farmem_addr: handle.addr(),
+                raw_addr,
+                embedded: Some(handle),
+                _children: Vec::new(),
+                _token_file: None,
+            });
+        }
+        let me = std::env::current_exe().map_err(|e| Error::io("locating farmem-bench", e))?;
+        let server_bin = me.with_file_name("farmem-server");
+        if !server_bin.exists() {
+            return Err(Error::new(
+                crate::ErrorKind::NotFound,
+                format!(
+                    "{} is missing: build it next to farmem-bench with `cargo build --release -p \
+                     farmem-server -p farmem-benches` (same CARGO_TARGET_DIR), or pass --embedded",
+                    server_bin.display()
+                ),
+            ));
+        }
+        let token_path =
+            std::env::temp_dir().join(format!("farmem-bench-net-{}.token", std::process::id()));
+        std::fs::write(&token_path, TOKEN)
+            .map_err(|e| Error::io(format!("writing {}", token_path.display()), e))?;
+        let token_file = TokenFile(token_path);
+        let (farmem, farmem_addr) = spawn_and_read_addr(
+            Command::new(&server_bin)
+                .args([
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--capacity",
+                    "1GiB",
+                    "--token-file",
+                ])
+                .arg(&token_file.0),
+            "farmem-server listening on ",
+        )?;
+        let (raw, raw_addr) = spawn_and_read_addr(
+            Command::new(&me).args(["net", "--serve-raw"]),
+            "raw-echo listening on ",
+        )?;
+        Ok(Servers {
+            farmem_addr,
+            raw_addr,
+            embedded: None,
+            _children: vec![farmem, raw],
+            _token_file: Some(token_file),
+        })
+    }
+
+    fn stop(self) {
+        if let Some(h) = self.embedded {
+            h.shutdown();
+        }
+    }
+}

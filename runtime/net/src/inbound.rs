@@ -1,0 +1,222 @@
+//! Incremental frame reassembly: turns whatever bytes one `read` returned into whole frames.
+//!
+//! ```text
+//!  buf: [ consumed | start .. filled: received, not yet a whole frame | filled .. len: free ]
+//! ```
+//!
+//! A `read` may stop anywhere, including inside a header, and a read timeout may interrupt the
+//! stream between two reads; unlike `read_exact` on a `BufReader`, nothing is lost, because the
+//! partial frame stays in the buffer until the next read completes it. That is what lets a
+//! client waiter read with a short socket timeout (to notice its own deadline) and hand reading
+//! over to another waiter at any moment, and it is the shape a nonblocking reactor read needs.
+//!
+//! Invariants: `start <= filled <= buf.len()`; `buf[start..filled]` never holds a whole frame
+//! after [`FrameAssembler::next_frame`] returned `Ok(None)`; the buffer grows to at most one
+//! header plus the largest body allowed (`max_body`), because headers are validated before their
+//! bodies are waited for.
+
+use std::io::Read;
+
+use farmem_error::{Error, ErrorKind, Result};
+
+use crate::frame::{Frame, FrameHeader, HEADER_LEN};
+
+/// Initial (and minimum) buffer size: many small responses per `read`.
+const INITIAL_BYTES: usize = 64 << 10;
+
+/// Reassembles frames from a byte stream.
+pub struct FrameAssembler {
+    buf: Vec<u8>,
+    start: usize,
+    filled: usize,
+    max_body: u32,
+}
+
+/// What one [`FrameAssembler::fill_from`] call saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fill {
+    /// This many new bytes arrived.
+    Bytes(usize),
+    /// The read timed out or would block: no bytes, the stream is fine.
+    Idle,
+}
+
+impl FrameAssembler {
+    /// An empty assembler accepting bodies up to `max_body` bytes.
+    pub fn new(max_body: u32) -> FrameAssembler {
+        FrameAssembler {
+            buf: vec![0; INITIAL_BYTES],
+            start: 0,
+            filled: 0,
+            max_body,
+        }
+    }
+
+    /// Bytes received but not yet returned as frames.
+    pub fn buffered(&self) -> usize {
+        self.filled - self.start
+    }
+
+    /// Performs one `read` from `src` into the buffer. End of stream is
+    /// [`ErrorKind::Disconnected`]; a timeout or `WouldBlock` is [`Fill::Idle`].
+    pub fn fill_from<R: Read>(&mut self, src: &mut R) -> Result<Fill> {
+        if self.filled == self.buf.len() {
+            self.make_room();
+        }
+        match src.read(&mut self.buf[self.filled..]) {
+            Ok(0) => Err(Error::new(
+                ErrorKind::Disconnected,
+                format!(
+                    "peer closed the connection ({} bytes of a partial frame buffered)",
+                    self.buffered()
+                ),
+            )),
+            Ok(n) => {
+                self.filled += n;
+                Ok(Fill::Bytes(n))
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                Ok(Fill::Idle)
+            }
+            Err(e) => Err(Error::from(e).with_context("reading from the connection")),
+        }
+    }
+
+    /// Compacts, then grows the buffer so the frame at `start` fits (called only when full).
+    fn make_room(&mut self) {
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.filled, 0);
+            self.filled -= self.start;
+            self.start = 0;
+        }
+        if self.filled == self.buf.len() {
+            // A frame bigger than the buffer: grow to the whole frame (its header was validated
+            // by next_frame, so its length is within max_body), or at least double.
+            let want = self
+                .pending_frame_len()
+                .unwrap_or(0)
+                .max(self.buf.len() * 2);
+            self.buf.resize(want, 0);
+        }
+    }
+
+    fn pending_frame_len(&self) -> Option<usize> {
+        let avail = &self.buf[self.start..self.filled];
+        let raw: &[u8; HEADER_LEN] = avail.get(..HEADER_LEN)?.try_into().ok()?;
+        let h = FrameHeader::decode(raw, self.max_body).ok()?;
+        Some(HEADER_LEN + h.body_len as usize)
+    }
+
+    /// The next whole frame in the buffer, `Ok(None)` if more bytes are needed, or an
+    /// [`ErrorKind::Protocol`] error for a bad header (the stream is then unusable).
+    pub fn next_frame(&mut self) -> Result<Option<Frame>> {
+        let avail = &self.buf[self.start..self.filled];
+        let Some(raw) = avail.get(..HEADER_LEN) else {
+            self.reset_if_empty();
+            return Ok(None);
+        };
+        let mut header_bytes = [0u8; HEADER_LEN];
+        header_bytes.copy_from_slice(raw);
+        let header = FrameHeader::decode(&header_bytes, self.max_body)?;
+        let total = HEADER_LEN + header.body_len as usize;
+        let Some(frame) = avail.get(HEADER_LEN..total) else {
+            return Ok(None);
+        };
+        let body = frame.to_vec();
+        self.start += total;
+        self.reset_if_empty();
+        Ok(Some(Frame { header, body }))
+    }
+
+    fn reset_if_empty(&mut self) {
+        if self.start == self.filled {
+            self.start = 0;
+            self.filled = 0;
+            if self.buf.len() > INITIAL_BYTES * 4 {
+                // Give back the memory of a one-off huge frame.
+                self.buf = vec![0; INITIAL_BYTES];
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::push_frame;
+
+    /// A reader that hands out at most `chunk` bytes per read, with an idle tick between reads.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        chunk: usize,
+        idle_next: bool,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            self.idle_next = !self.idle_next;
+            if !self.idle_next {
+                return Err(std::io::ErrorKind::WouldBlock.into());
+            }
+            let n = self.chunk.min(out.len()).min(self.data.len());
+            out[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn frames_survive_any_split_and_idle_ticks() {
+        let mut wire = Vec::new();
+        let bodies: Vec<Vec<u8>> = (0..50usize).map(|i| vec![i as u8; i * 37]).collect();
+        for (i, b) in bodies.iter().enumerate() {
+            push_frame(&mut wire, 6, 1, i as u64, b);
+        }
+        // One frame larger than the initial buffer forces growth.
+        let big = vec![0xab; INITIAL_BYTES * 3];
+        push_frame(&mut wire, 6, 1, 99, &big);
+        for chunk in [1usize, 7, 20, 4096, 1 << 20] {
+            let mut src = Trickle {
+                data: &wire,
+                chunk,
+                idle_next: false,
+            };
+            let mut a = FrameAssembler::new(1 << 20);
+            let mut got = Vec::new();
+            loop {
+                while let Some(f) = a.next_frame().unwrap() {
+                    got.push(f);
+                }
+                match a.fill_from(&mut src) {
+                    Ok(_) => {}
+                    Err(e) => {
+                        assert_eq!(e.kind(), ErrorKind::Disconnected);
+                        break;
+                    }
+                }
+            }
+            assert_eq!(got.len(), 51, "chunk {chunk}");
+            for (i, f) in got.iter().take(50).enumerate() {
+                assert_eq!(f.header.request_id, i as u64);
+                assert_eq!(f.body, bodies[i]);
+            }
+            assert_eq!(got[50].body, big);
+            assert_eq!(a.buffered(), 0);
+        }
+    }
+
+    #[test]
+    fn bad_header_is_a_protocol_error() {
+        let mut a = FrameAssembler::new(16);
+        let mut src: &[u8] = &[0x55; 40];
+        a.fill_from(&mut src).unwrap();
+        assert_eq!(a.next_frame().unwrap_err().kind(), ErrorKind::Protocol);
+    }
+}

@@ -1,0 +1,415 @@
+//! The object store: objects keyed by (data-structure id, object id), with capacity enforced.
+//!
+//! ```text
+//! Store
+//!  ├─ used: AtomicU64            bytes charged, never above capacity
+//!  └─ structures: RwLock<HashMap<DsId, Arc<DataStructure>>>
+//!        DataStructure { kind, objects: RwLock<Inner { destroyed, map: ObjectId -> Vec<u8> }> }
+//! ```
+//!
+//! Accounting: an object is charged `len + OBJECT_OVERHEAD_BYTES` (the overhead approximates
+//! the map entry and the vector header, so a flood of empty objects also fills the server).
+//! Invariant: `used` equals the sum of the charges of every object in every live data structure.
+//! A write *reserves* its growth with a compare-and-swap on `used` that never passes `capacity`
+//! (full → [`ErrorKind::OutOfFarMemory`], nothing changed), under the data structure's write
+//! lock, then inserts; shrinking releases after the insert. Destroy takes the same write lock,
+//! marks the structure destroyed and releases its charge, so a writer that raced with it (it
+//! holds an `Arc` fetched before the destroy) sees `destroyed` and fails before reserving.
+//!
+//! Locks: the outer map lock is held only to find, create or remove a structure; each structure
+//! has its own `RwLock`, so readers of one structure never wait for writers of another.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use farmem_error::{Error, ErrorKind, Result};
+use farmem_net::{DsId, ObjectId};
+
+/// Bytes charged per object on top of its contents.
+pub const OBJECT_OVERHEAD_BYTES: u64 = 32;
+
+fn charge(len: usize) -> u64 {
+    len as u64 + OBJECT_OVERHEAD_BYTES
+}
+
+// Every critical section leaves the maps consistent at each step (inserts and removes are
+// single calls), so a poisoned lock's data is still valid: recover it instead of panicking.
+fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|p| p.into_inner())
+}
+
+struct DataStructure {
+    kind: u16,
+    inner: RwLock<DsInner>,
+}
+
+struct DsInner {
+    destroyed: bool,
+    objects: HashMap<ObjectId, Vec<u8>>,
+}
+
+/// The server's objects. Shared by every connection thread.
+pub struct Store {
+    capacity: u64,
+    used: AtomicU64,
+    objects: AtomicU64,
+    structures: RwLock<HashMap<DsId, Arc<DataStructure>>>,
+}
+
+impl Store {
+    /// An empty store of `capacity` bytes.
+    pub fn new(capacity: u64) -> Store {
+        Store {
+            capacity,
+            used: AtomicU64::new(0),
+            objects: AtomicU64::new(0),
+            structures: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Configured capacity in bytes.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// Bytes charged now.
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Live objects over all data structures.
+    pub fn object_count(&self) -> u64 {
+        self.objects.load(Ordering::Relaxed)
+    }
+
+    /// Live data structures.
+    pub fn ds_count(&self) -> u64 {
+        read(&self.structures).len() as u64
+    }
+
+    fn ds(&self, ds: DsId) -> Result<Arc<DataStructure>> {
+        read(&self.structures).get(&ds).cloned().ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotFound,
+                format!("data structure {ds} does not exist on this server: create it first"),
+            )
+        })
+    }
+
+    fn reserve(&self, bytes: u64, what: impl FnOnce() -> String) -> Result<()> {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                u.checked_add(bytes).filter(|n| *n <= self.capacity)
+            })
+            .map(|_| ())
+            .map_err(|used| {
+                Error::new(
+                    ErrorKind::OutOfFarMemory,
+                    format!(
+                        "memory server is full: {} needs {bytes} more bytes but {used} of {} are \
+                         in use; remove objects or restart the server with a larger --capacity",
+                        what(),
+                        self.capacity
+                    ),
+                )
+            })
+    }
+
+    fn release(&self, bytes: u64) {
+        self.used.fetch_sub(bytes, Ordering::AcqRel);
+    }
+
+    /// Creates data structure `ds` of `kind`; creating it again with the same kind is a no-op,
+    /// with another kind an [`ErrorKind::InvalidArgument`] error.
+    pub fn create_ds(&self, ds: DsId, kind: u16) -> Result<()> {
+        let mut map = write(&self.structures);
+        if let Some(existing) = map.get(&ds) {
+            if existing.kind == kind {
+                return Ok(());
+            }
+            return Err(Error::invalid(format!(
+                "data structure {ds} already exists with kind {} (asked for kind {kind}): \
+                 destroy it first or pick another id",
+                existing.kind
+            )));
+        }
+        map.insert(
+            ds,
+            Arc::new(DataStructure {
+                kind,
+                inner: RwLock::new(DsInner {
+                    destroyed: false,
+                    objects: HashMap::new(),
+                }),
+            }),
+        );
+        Ok(())
+    }
+
+    /// Destroys data structure `ds` and frees its objects.
+    pub fn destroy_ds(&self, ds: DsId) -> Result<()> {
+        let removed = write(&self.structures).remove(&ds);
+        let Some(structure) = removed else {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!("cannot destroy data structure {ds}: it does not exist"),
+            ));
+        };
+        let mut inner = write(&structure.inner);
+        inner.destroyed = true;
+        let bytes: u64 = inner.objects.values().map(|v| charge(v.len())).sum();
+        let count = inner.objects.len() as u64;
+        inner.objects = HashMap::new();
+        self.release(bytes);
+        self.objects.fetch_sub(count, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The kind of data structure `ds`.
+    pub fn ds_kind(&self, ds: DsId) -> Result<u16> {
+        Ok(self.ds(ds)?.kind)
+    }
+
+    /// Calls `f` with object `object` of `ds` (`None` if absent) under the structure's read
+    /// lock, so the bytes are encoded without a copy.
+    pub fn with_object<R>(
+        &self,
+        ds: DsId,
+        object: ObjectId,
+        f: impl FnOnce(Option<&[u8]>) -> R,
+    ) -> Result<R> {
+        let structure = self.ds(ds)?;
+        let inner = read(&structure.inner);
+        Ok(f(inner.objects.get(&object).map(Vec::as_slice)))
+    }
+
+    /// Calls `f` with each of `objects` of `ds` in order (`None` for absent ones), under one
+    /// read lock, so a batch sees one consistent state; [`ErrorKind::NotFound`] if `ds` does
+    /// not exist, even for an empty batch.
+    pub fn with_objects(
+        &self,
+        ds: DsId,
+        objects: &[ObjectId],
+        mut f: impl FnMut(Option<&[u8]>),
+    ) -> Result<()> {
+        let structure = self.ds(ds)?;
+        let inner = read(&structure.inner);
+        for o in objects {
+            f(inner.objects.get(o).map(Vec::as_slice));
+        }
+        Ok(())
+    }
+
+    /// Calls `f` for every object of `ds` under the structure's read lock (`f` must not call
+    /// back into the store for the same structure's writes).
+    pub fn for_each_object(&self, ds: DsId, mut f: impl FnMut(ObjectId, &[u8])) -> Result<()> {
+        let structure = self.ds(ds)?;
+        let inner = read(&structure.inner);
+        for (id, data) in &inner.objects {
+            f(*id, data);
+        }
+        Ok(())
+    }
+
+    /// Number of objects in `ds`.
+    pub fn len(&self, ds: DsId) -> Result<u64> {
+        let structure = self.ds(ds)?;
+        let n = read(&structure.inner).objects.len() as u64;
+        Ok(n)
+    }
+
+    /// Whether `ds` holds no objects.
+    pub fn is_empty(&self, ds: DsId) -> Result<bool> {
+        Ok(self.len(ds)? == 0)
+    }
+
+    /// Inserts or replaces object `object` of `ds`.
+    pub fn write(&self, ds: DsId, object: ObjectId, data: &[u8]) -> Result<()> {
+        self.write_batch(ds, &[(object, data)])
+    }
+
+    /// Writes every `(object, data)` pair of `ds` in order, all or nothing: the net growth is
+    /// reserved up front, so a full server changes nothing.
+    pub fn write_batch(&self, ds: DsId, objects: &[(ObjectId, &[u8])]) -> Result<()> {
+        let structure = self.ds(ds)?;
+        let mut inner = write(&structure.inner);
+        if inner.destroyed {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!("data structure {ds} was destroyed while the write was in progress"),
+            ));
+        }
+        // Net charge change, counting each id's final size once (a batch may repeat an id).
+        let mut final_len: HashMap<ObjectId, usize> = HashMap::with_capacity(objects.len());
+        for (id, data) in objects {
+            final_len.insert(*id, data.len());
+        }
+        let mut grow = 0u64;
+        let mut shrink = 0u64;
+        let mut added = 0u64;
+        for (id, len) in &final_len {
+            let new = charge(*len);
+            match inner.objects.get(id) {
+                Some(old) => {
+                    let old = charge(old.len());
+                    grow += new.saturating_sub(old);
+                    shrink += old.saturating_sub(new);
+                }
+                None => {
+                    grow += new;
+                    added += 1;
+                }
+            }
+        }
+        let net_grow = grow.saturating_sub(shrink);
+        self.reserve(net_grow, || {
+            if objects.len() == 1 {
+                format!(
+                    "writing object {} ({} bytes) of data structure {ds}",
+                    objects[0].0,
+                    objects[0].1.len()
+                )
+            } else {
+                format!(
+                    "a batch write of {} objects to data structure {ds}",
+                    objects.len()
+                )
+            }
+        })?;
+        for (id, data) in objects {
+            match inner.objects.get_mut(id) {
+                Some(v) => {
+                    v.clear();
+                    v.extend_from_slice(data);
+                    v.shrink_to_fit();
+                }
+                None => {
+                    inner.objects.insert(*id, data.to_vec());
+                }
+            }
+        }
+        self.release(shrink.saturating_sub(grow));
+        self.objects.fetch_add(added, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Removes object `object` of `ds`; returns whether it existed.
+    pub fn remove(&self, ds: DsId, object: ObjectId) -> Result<bool> {
+        let structure = self.ds(ds)?;
+        let mut inner = write(&structure.inner);
+        match inner.objects.remove(&object) {
+            Some(v) => {
+                self.release(charge(v.len()));
+                self.objects.fetch_sub(1, Ordering::Relaxed);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+}
+
+/// What a remote function may see of the store: read-only access to objects.
+pub struct StoreView<'a> {
+    store: &'a Store,
+}
+
+impl<'a> StoreView<'a> {
+    /// A read-only view of `store`.
+    pub fn new(store: &'a Store) -> StoreView<'a> {
+        StoreView { store }
+    }
+
+    /// Calls `f` with object `object` of `ds` (`None` if absent); [`ErrorKind::NotFound`] if
+    /// the data structure does not exist.
+    pub fn with_object<R>(
+        &self,
+        ds: DsId,
+        object: ObjectId,
+        f: impl FnOnce(Option<&[u8]>) -> R,
+    ) -> Result<R> {
+        self.store.with_object(ds, object, f)
+    }
+
+    /// Calls `f` for every object of `ds` (in no particular order).
+    pub fn for_each_object(&self, ds: DsId, f: impl FnMut(ObjectId, &[u8])) -> Result<()> {
+        self.store.for_each_object(ds, f)
+    }
+
+    /// Number of objects in `ds`.
+    pub fn len(&self, ds: DsId) -> Result<u64> {
+        self.store.len(ds)
+    }
+
+    /// Whether `ds` holds no objects.
+    pub fn is_empty(&self, ds: DsId) -> Result<bool> {
+        self.store.is_empty(ds)
+    }
+
+    /// The kind code `ds` was created with.
+    pub fn kind(&self, ds: DsId) -> Result<u16> {
+        self.store.ds_kind(ds)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accounting_tracks_writes_replaces_removes_and_destroy() {
+        let s = Store::new(10_000);
+        s.create_ds(1, 7).unwrap();
+        s.write(1, 1, &[0; 100]).unwrap();
+        assert_eq!(s.used(), 100 + OBJECT_OVERHEAD_BYTES);
+        s.write(1, 1, &[0; 40]).unwrap();
+        assert_eq!(s.used(), 40 + OBJECT_OVERHEAD_BYTES);
+        s.write_batch(1, &[(2, &[1; 10]), (2, &[1; 20]), (3, &[])])
+            .unwrap();
+        assert_eq!(s.used(), 40 + 20 + 3 * OBJECT_OVERHEAD_BYTES);
+        assert_eq!(s.object_count(), 3);
+        assert_eq!(
+            s.with_object(1, 2, |d| d.map(<[u8]>::len)).unwrap(),
+            Some(20)
+        );
+        assert!(s.remove(1, 2).unwrap());
+        assert!(!s.remove(1, 2).unwrap());
+        assert_eq!(s.used(), 40 + 2 * OBJECT_OVERHEAD_BYTES);
+        s.destroy_ds(1).unwrap();
+        assert_eq!((s.used(), s.object_count(), s.ds_count()), (0, 0, 0));
+    }
+
+    #[test]
+    fn full_store_changes_nothing() {
+        let s = Store::new(1000);
+        s.create_ds(1, 0).unwrap();
+        s.write(1, 1, &[5; 500]).unwrap();
+        let before = s.used();
+        let e = s
+            .write_batch(1, &[(2, &[0; 300]), (3, &[0; 300])])
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::OutOfFarMemory);
+        assert_eq!(s.used(), before);
+        assert_eq!(s.len(1).unwrap(), 1);
+        // Replacing with a smaller object always fits.
+        s.write(1, 1, &[5; 10]).unwrap();
+        s.write(1, 2, &[0; 300]).unwrap();
+    }
+
+    #[test]
+    fn create_is_idempotent_per_kind_and_missing_ds_is_not_found() {
+        let s = Store::new(1000);
+        s.create_ds(4, 2).unwrap();
+        s.create_ds(4, 2).unwrap();
+        assert_eq!(
+            s.create_ds(4, 3).unwrap_err().kind(),
+            ErrorKind::InvalidArgument
+        );
+        assert_eq!(s.write(5, 1, b"x").unwrap_err().kind(), ErrorKind::NotFound);
+        assert_eq!(s.destroy_ds(5).unwrap_err().kind(), ErrorKind::NotFound);
+    }
+}
