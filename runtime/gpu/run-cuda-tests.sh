@@ -5,7 +5,7 @@
 #   FARMEM_CUDA_BIN_DIR=dir runtime/gpu/run-cuda-tests.sh
 #                                            run binaries prebuilt elsewhere (a GPU machine
 #                                            without a Rust toolchain): dir holds the test
-#                                            executables gpu_cuda, gpu_device, gpu_switch, gpu_share_cuda and
+#                                            executables gpu_cuda, gpu_device, gpu_switch, gpu_share_cuda, gpu_kv_device and
 #                                            farmem-bench, built with `--features cuda`
 #
 # The CUDA tests are #[ignore]d in normal runs (CI has no GPU); here they run with --ignored.
@@ -27,12 +27,14 @@ if [[ -n "${FARMEM_CUDA_BIN_DIR:-}" ]]; then
         echo "== gpu_share_cuda (oversubscription on CUDA)"
         "$bin/gpu_share_cuda" --ignored --nocapture --test-threads=1
     fi
+    [[ -x "$bin/gpu_kv_device" ]] && { echo "== gpu_kv_device (KV store on CUDA)"; "$bin/gpu_kv_device" --ignored --nocapture --test-threads=1; "$bin/farmem-bench" kvswap; }
     echo "== farmem-bench pipeswitch (sim + CUDA)"
     "$bin/farmem-bench" pipeswitch "$@"
 else
     export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target/cuda}"
     echo "== cargo test -p farmem-gpu --features cuda (all tests, CUDA ones included)"
     cargo test --release -p farmem-gpu --features cuda -- --include-ignored --nocapture --test-threads=1
+    cargo run --release -p farmem-benches --features cuda --bin farmem-bench -- kvswap
     echo "== farmem-bench pipeswitch (sim + CUDA)"
     cargo run --release -p farmem-benches --features cuda --bin farmem-bench -- pipeswitch "$@"
 fi

@@ -41,10 +41,10 @@
 //!   the moves to perform — [`BlockCopy`] lists for copy-on-write (device → device), swap-out
 //!   (device → host) and swap-in (host → device) — and the caller's executor performs them before
 //!   the next model step reads those blocks.
-//! * [`BlockStore`] is a byte store that executes those lists over two `Vec<u8>` pools. It is what
-//!   the tests use to prove that the bookkeeping preserves contents, and the place where a real
-//!   device (`crate::device`) plugs in later: replace its pools by device and pinned host
-//!   allocations and its copies by stream copies.
+//! * [`KvStore`] executes those lists. [`BlockStore`] does it over two `Vec<u8>` pools (the
+//!   reference the tests compare against); [`DeviceBlockStore`] does it on a real or simulated
+//!   GPU (`crate::device`): one device allocation for the block pool, one pinned host
+//!   allocation for the swap pool, and batched stream copies fenced against the compute stream.
 //! * [`Scheduler`] is a continuous-batching scheduler (vLLM/Orca iteration-level scheduling) over
 //!   a [`BlockManager`]: waiting, running and swapped queues, preemption by swap or recompute.
 //!
@@ -53,6 +53,7 @@
 //! (the host swap pool, a pool sized by configuration), `InvalidArgument` or `NotFound` — and
 //! leave the manager unchanged; nothing in this module panics on caller input.
 
+mod device_store;
 mod manager;
 mod pool;
 mod prefix_cache;
@@ -63,6 +64,7 @@ use std::fmt;
 
 use farmem_error::{Error, Result};
 
+pub use device_store::{coalesce_copies, CopyMode, CopyRun, DeviceBlockStore, KvStore};
 pub use manager::{AllocStatus, Allocation, AppendOutcome, BlockManager, Residence};
 pub use prefix_cache::{hash_block, BlockHash, PrefixCacheStats};
 pub use scheduler::{

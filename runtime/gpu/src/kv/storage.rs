@@ -7,12 +7,10 @@
 //!   a slot = slot_bytes bytes (the keys and values of one token, all layers and heads)
 //! ```
 //!
-//! This is where a real device plugs in: the manager stays as it is, and an executor backed by
-//! `crate::device` replaces these two `Vec<u8>` with one device allocation and one pinned host
-//! allocation, `write_slot` with the attention kernel's KV write, and the three copy methods
-//! with batched stream copies (device → device for copy-on-write, device → host and host →
-//! device for swapping), issued before the model step that reads them. The tests use this store
-//! to show that the bookkeeping preserves contents.
+//! This is the reference executor: the tests use it to show that the bookkeeping preserves
+//! contents, and compare the device-backed
+//! [`DeviceBlockStore`](super::DeviceBlockStore) (same [`KvStore`](super::KvStore) trait; one
+//! device allocation, one pinned host allocation, batched stream copies) against it.
 
 use farmem_error::{Error, Result};
 

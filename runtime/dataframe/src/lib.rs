@@ -1,0 +1,35 @@
+//! farmem's columnar DataFrame and AIFM's NYC-taxi analysis (AIFM §6.2).
+//!
+//! - [`Element`]: the plain-data types a column holds (`u8`, `u16`, `i64`, `f64`).
+//! - [`ColumnStore`]: one column's storage, with the analysis operations (count, sum, min, max,
+//!   mean, median, unique, histogram, filter, gather) as overridable provided methods. **This is
+//!   the plug-in point for far-memory columns:** a `RemVec`-backed column implements the six
+//!   primitives and overrides the operations its memory server can run next to the data (AIFM's
+//!   offload), returning identical results.
+//! - [`Storage`]: a family of columns (one type per element type) plus the multi-column
+//!   operations (differences, timestamp parts, haversine, grouped medians); [`LocalStorage`]
+//!   keeps everything in `Vec`s, the all-local baseline.
+//! - [`DataFrame`]: named typed columns; [`load_csv`] fills one from a CSV file in parallel.
+//! - [`generate`]: a seeded TLC-like taxi CSV generator (also the `taxi-gen` binary).
+//! - [`taxi`]: the nine analysis steps and [`taxi::run_all`].
+
+mod column;
+mod element;
+mod field;
+mod frame;
+pub mod generator;
+mod loader;
+mod storage;
+pub mod taxi;
+pub mod time;
+
+pub use column::{median_in_place, ColumnStore};
+pub use element::{CmpOp, Element, RowSet};
+pub use farmem_error::{Error, ErrorKind, Result};
+pub use frame::{AnyColumn, Categorical, ColumnType, DataFrame};
+pub use generator::generate;
+pub use loader::{load_csv, LoadOptions, LoadReport, Schema};
+pub use storage::{
+    haversine_km, BinaryOp, LocalColumn, LocalStorage, Storage, TimePart, TripCoordinates,
+    EARTH_RADIUS_KM,
+};
