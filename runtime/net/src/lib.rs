@@ -58,6 +58,7 @@
 //! and later request fails with [`ErrorKind::Disconnected`]. See [`connection`] for the design.
 
 pub mod client;
+pub mod compute;
 pub mod connection;
 pub mod frame;
 pub mod handshake;

@@ -10,12 +10,13 @@
 //! becomes an [`ErrorKind::Panicked`] reply and the server keeps serving. A call runs on the
 //! connection's thread, so a long function delays only that connection's later requests.
 //!
-//! Built-ins (`args` is the data-structure id as `u64` LE in both):
+//! Built-ins (`args` of `count` and `sum_u64` is the data-structure id as `u64` LE):
 //!
 //! | name      | result (u64 LE)                                                           |
 //! | --------- | ------------------------------------------------------------------------- |
 //! | `count`   | number of objects in the data structure                                   |
 //! | `sum_u64` | wrapping sum of every object read as little-endian `u64` words           |
+//! | `column`  | args/result: `farmem_net::compute::ColumnCall` / `ColumnResult` encodings: count, sum, min, max, mean, median, unique, histogram, buckets, filter, count-where, gather, map and pairwise ops on a chunked column ([`crate::columns`]) |
 //!
 //! # How to add one
 //!
@@ -91,11 +92,15 @@ impl FunctionRegistry {
         FunctionRegistry::default()
     }
 
-    /// A registry holding the built-ins (`count`, `sum_u64`).
+    /// A registry holding the built-ins (`count`, `sum_u64`, `column`).
     pub fn with_builtins() -> FunctionRegistry {
         let mut r = FunctionRegistry::empty();
         r.insert("count", Arc::new(count));
         r.insert("sum_u64", Arc::new(sum_u64));
+        r.insert(
+            farmem_net::compute::COLUMN_FUNCTION,
+            Arc::new(crate::columns::column),
+        );
         r
     }
 

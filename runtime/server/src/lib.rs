@@ -24,6 +24,7 @@
 //! how bad input is contained in `session`.
 
 pub mod agent;
+pub mod columns;
 pub mod config;
 pub mod server;
 mod session;

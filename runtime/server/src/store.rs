@@ -313,7 +313,8 @@ impl Store {
     }
 }
 
-/// What a remote function may see of the store: read-only access to objects.
+/// What a remote function may see of the store: read access to objects, plus
+/// [`StoreView::write_objects`] into data structures that already exist.
 pub struct StoreView<'a> {
     store: &'a Store,
 }
@@ -353,6 +354,19 @@ impl<'a> StoreView<'a> {
     /// The kind code `ds` was created with.
     pub fn kind(&self, ds: DsId) -> Result<u16> {
         self.store.ds_kind(ds)
+    }
+
+    /// Writes `objects` into the existing data structure `ds`, all or nothing and charged
+    /// against capacity exactly like a client's batch write (full → [`ErrorKind::OutOfFarMemory`],
+    /// nothing changed).
+    ///
+    /// This is the one write a remote function may do: AIFM's offloaded column maps (OSDI'20
+    /// §4.4) produce a new column next to the data instead of shipping it back and forth. It
+    /// cannot create or destroy data structures. Never call it from inside a `with_object` /
+    /// `for_each_object` callback on the same `ds`: that callback holds the structure's read
+    /// lock and this waits for its write lock.
+    pub fn write_objects(&self, ds: DsId, objects: &[(ObjectId, &[u8])]) -> Result<()> {
+        self.store.write_batch(ds, objects)
     }
 }
 

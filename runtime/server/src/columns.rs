@@ -1,0 +1,484 @@
+//! The `column` remote function: aggregates, filters, gathers and maps over far-memory columns,
+//! run next to the data (AIFM's remote agent, OSDI'20 §4.4: only results cross the network).
+//!
+//! The call and result encodings, and the exact semantics of every op, are specified in
+//! [`farmem_net::compute`]; this module is the server half. Design:
+//!
+//! - **Streaming in chunk order.** A column is chunks `0..chunk_count` of one data structure;
+//!   every op walks them in id order with [`StoreView::with_object`], one read lock per chunk,
+//!   and never copies a chunk except where it must (`Pairwise` copies the right-hand chunk so it
+//!   does not hold two locks at once). Only `Median`, `Unique` and `Histogram` collect the
+//!   column's values (they need a sort); nothing is ever pre-allocated from a client-supplied
+//!   length, so a forged `len` fails on the first absent chunk instead of allocating.
+//! - **Domains.** Elements are widened to `u64` / `i64` / `f64` ([`farmem_net::compute::Domain`])
+//!   by the `Value` trait, so one generic implementation serves all six element types; map
+//!   results are narrowed back by truncation, which is wrapping arithmetic modulo the width.
+//! - **Writes** (`Map`, `Pairwise`) compute an output chunk under the input chunk's read lock,
+//!   release it, then store the chunk with [`StoreView::write_objects`] (never under a read lock,
+//!   so `dst` may equal the input). A failure half-way (server full) leaves the chunks before it
+//!   written; the call's error says which chunk failed.
+//! - **Bad requests** are errors that name the column, chunk and value; a panic is contained by
+//!   the registry ([`crate::agent::FunctionRegistry::call`]), so the server keeps serving.
+
+use std::cmp::Ordering;
+
+use farmem_error::{Error, ErrorKind, Result};
+use farmem_net::compute::{
+    ArithOp, ColumnCall, ColumnOp, ColumnRef, ColumnResult, Domain, ElemType, Scalar,
+};
+
+use crate::store::StoreView;
+
+/// The registered `column` function: decodes a [`ColumnCall`], runs it, encodes the result.
+pub fn column(store: &StoreView<'_>, args: &[u8]) -> Result<Vec<u8>> {
+    let call = ColumnCall::decode(args)?;
+    Ok(run(store, &call)?.encode())
+}
+
+/// Runs a decoded call against `store`.
+pub fn run(store: &StoreView<'_>, call: &ColumnCall) -> Result<ColumnResult> {
+    match call.column.elem.domain() {
+        Domain::Unsigned => run_typed::<u64>(store, call),
+        Domain::Signed => run_typed::<i64>(store, call),
+        Domain::Float => run_typed::<f64>(store, call),
+    }
+}
+
+/// A column element widened into its domain.
+trait Value: Copy {
+    /// Reads one element of `bytes.len()` bytes (its element size).
+    fn decode(bytes: &[u8]) -> Self;
+    /// Appends the element narrowed to `size` bytes.
+    fn encode(self, size: usize, out: &mut Vec<u8>);
+    /// Total order (f64: IEEE total order, equal exactly when the bits are).
+    fn order(&self, other: &Self) -> Ordering;
+    /// The value of `s` if it is in this domain.
+    fn from_scalar(s: Scalar) -> Option<Self>;
+    /// As a wire scalar.
+    fn to_scalar(self) -> Scalar;
+    /// Exact integer value (`None` for f64).
+    fn as_i128(self) -> Option<i128>;
+    /// As f64 (for f64 sums).
+    fn as_f64(self) -> f64;
+    /// `self op rhs`; wrapping for integers, integer division by zero is an error.
+    fn arith(self, op: ArithOp, rhs: Self) -> Result<Self>;
+}
+
+fn div_by_zero() -> Error {
+    Error::invalid("column map: integer division by zero: filter out zero divisors first")
+}
+
+impl Value for u64 {
+    fn decode(bytes: &[u8]) -> u64 {
+        let mut b = [0u8; 8];
+        let n = bytes.len().min(8);
+        b[..n].copy_from_slice(&bytes[..n]);
+        u64::from_le_bytes(b)
+    }
+    fn encode(self, size: usize, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes()[..size.min(8)]);
+    }
+    fn order(&self, other: &u64) -> Ordering {
+        self.cmp(other)
+    }
+    fn from_scalar(s: Scalar) -> Option<u64> {
+        match s {
+            Scalar::U64(v) => Some(v),
+            _ => None,
+        }
+    }
+    fn to_scalar(self) -> Scalar {
+        Scalar::U64(self)
+    }
+    fn as_i128(self) -> Option<i128> {
+        Some(self as i128)
+    }
+    fn as_f64(self) -> f64 {
+        self as f64
+    }
+    fn arith(self, op: ArithOp, rhs: u64) -> Result<u64> {
+        Ok(match op {
+            ArithOp::Add => self.wrapping_add(rhs),
+            ArithOp::Sub => self.wrapping_sub(rhs),
+            ArithOp::Mul => self.wrapping_mul(rhs),
+            ArithOp::Div => self.checked_div(rhs).ok_or_else(div_by_zero)?,
+        })
+    }
+}
+
+impl Value for i64 {
+    fn decode(bytes: &[u8]) -> i64 {
+        u64::decode(bytes) as i64
+    }
+    fn encode(self, size: usize, out: &mut Vec<u8>) {
+        (self as u64).encode(size, out);
+    }
+    fn order(&self, other: &i64) -> Ordering {
+        self.cmp(other)
+    }
+    fn from_scalar(s: Scalar) -> Option<i64> {
+        match s {
+            Scalar::I64(v) => Some(v),
+            _ => None,
+        }
+    }
+    fn to_scalar(self) -> Scalar {
+        Scalar::I64(self)
+    }
+    fn as_i128(self) -> Option<i128> {
+        Some(self as i128)
+    }
+    fn as_f64(self) -> f64 {
+        self as f64
+    }
+    fn arith(self, op: ArithOp, rhs: i64) -> Result<i64> {
+        Ok(match op {
+            ArithOp::Add => self.wrapping_add(rhs),
+            ArithOp::Sub => self.wrapping_sub(rhs),
+            ArithOp::Mul => self.wrapping_mul(rhs),
+            ArithOp::Div => {
+                if rhs == 0 {
+                    return Err(div_by_zero());
+                }
+                self.wrapping_div(rhs)
+            }
+        })
+    }
+}
+
+impl Value for f64 {
+    fn decode(bytes: &[u8]) -> f64 {
+        f64::from_bits(u64::decode(bytes))
+    }
+    fn encode(self, size: usize, out: &mut Vec<u8>) {
+        self.to_bits().encode(size, out);
+    }
+    fn order(&self, other: &f64) -> Ordering {
+        self.total_cmp(other)
+    }
+    fn from_scalar(s: Scalar) -> Option<f64> {
+        match s {
+            Scalar::F64(v) => Some(v),
+            _ => None,
+        }
+    }
+    fn to_scalar(self) -> Scalar {
+        Scalar::F64(self)
+    }
+    fn as_i128(self) -> Option<i128> {
+        None
+    }
+    fn as_f64(self) -> f64 {
+        self
+    }
+    fn arith(self, op: ArithOp, rhs: f64) -> Result<f64> {
+        Ok(match op {
+            ArithOp::Add => self + rhs,
+            ArithOp::Sub => self - rhs,
+            ArithOp::Mul => self * rhs,
+            ArithOp::Div => self / rhs,
+        })
+    }
+}
+
+fn scalar_in<V: Value>(col: &ColumnRef, s: Scalar, what: &str) -> Result<V> {
+    V::from_scalar(s).ok_or_else(|| {
+        Error::invalid(format!(
+            "column {}: {what} {s:?} is not in the column's domain: a {:?} column takes a {:?} \
+             scalar",
+            col.ds,
+            col.elem,
+            col.elem.domain()
+        ))
+    })
+}
+
+/// Runs `f` on the bytes of chunk `c`'s elements below `len` (under the chunk's read lock),
+/// after checking the chunk is present and well-formed.
+fn with_chunk<R>(
+    store: &StoreView<'_>,
+    col: &ColumnRef,
+    c: u64,
+    f: impl FnOnce(&[u8]) -> Result<R>,
+) -> Result<R> {
+    let size = col.elem.size();
+    let first = c.saturating_mul(col.chunk_len);
+    let want = col.chunk_len.min(col.len.saturating_sub(first));
+    store.with_object(col.ds, c, |data| {
+        let Some(data) = data else {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!(
+                    "column {}: chunk {c} (rows {first}..{}) is absent on the server: write back \
+                     (flush) dirty chunks before offloading, or check len {}",
+                    col.ds,
+                    first.saturating_add(want),
+                    col.len
+                ),
+            ));
+        };
+        if data.len() % size != 0 {
+            return Err(Error::invalid(format!(
+                "column {}: chunk {c} is {} bytes, not a whole number of {:?} elements ({size} \
+                 bytes each): wrong element type?",
+                col.ds,
+                data.len(),
+                col.elem
+            )));
+        }
+        let held = (data.len() / size) as u64;
+        if held > col.chunk_len {
+            return Err(Error::invalid(format!(
+                "column {}: chunk {c} holds {held} {:?} elements, more than chunk_len {}: wrong \
+                 chunk_len or element type?",
+                col.ds, col.elem, col.chunk_len
+            )));
+        }
+        if held < want {
+            return Err(Error::invalid(format!(
+                "column {}: chunk {c} holds {held} elements but len {} needs {want} from it: len \
+                 is beyond the column's data",
+                col.ds, col.len
+            )));
+        }
+        // `want <= held`, so this is within `data` and fits usize.
+        f(&data[..want as usize * size])
+    })?
+}
+
+/// Calls `f(row, value)` for every element below `len`, in row order.
+fn for_each<V: Value>(
+    store: &StoreView<'_>,
+    col: &ColumnRef,
+    mut f: impl FnMut(u64, V) -> Result<()>,
+) -> Result<()> {
+    // An absent data structure is NotFound even for an empty column.
+    store.len(col.ds)?;
+    let size = col.elem.size();
+    for c in 0..col.chunk_count() {
+        let first = c * col.chunk_len;
+        with_chunk(store, col, c, |bytes| {
+            for (i, e) in bytes.chunks_exact(size).enumerate() {
+                f(first + i as u64, V::decode(e))?;
+            }
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
+fn collect_sorted<V: Value>(store: &StoreView<'_>, col: &ColumnRef) -> Result<Vec<V>> {
+    let mut values = Vec::new();
+    for_each(store, col, |_, v: V| {
+        values.push(v);
+        Ok(())
+    })?;
+    values.sort_unstable_by(V::order);
+    Ok(values)
+}
+
+fn check_same_shape(col: &ColumnRef, other: &ColumnRef, role: &str) -> Result<()> {
+    if other.elem != col.elem || other.chunk_len != col.chunk_len || other.len != col.len {
+        return Err(Error::invalid(format!(
+            "column {}: {role} column {} must match its element type, chunk_len and len \
+             ({:?}, {}, {}), got ({:?}, {}, {})",
+            col.ds,
+            other.ds,
+            col.elem,
+            col.chunk_len,
+            col.len,
+            other.elem,
+            other.chunk_len,
+            other.len
+        )));
+    }
+    Ok(())
+}
+
+/// Writes one output chunk, naming it when that fails.
+fn store_chunk(store: &StoreView<'_>, dst: &ColumnRef, c: u64, bytes: &[u8]) -> Result<()> {
+    store
+        .write_objects(dst.ds, &[(c, bytes)])
+        .map_err(|e| e.with_context(format!("writing chunk {c} of output column {}", dst.ds)))
+}
+
+fn run_typed<V: Value>(store: &StoreView<'_>, call: &ColumnCall) -> Result<ColumnResult> {
+    let col = &call.column;
+    let size = col.elem.size();
+    Ok(match &call.op {
+        ColumnOp::Count => {
+            for_each(store, col, |_, _: V| Ok(()))?;
+            ColumnResult::Count(col.len)
+        }
+        ColumnOp::Sum | ColumnOp::Mean => {
+            let (int, float) = sum::<V>(store, col)?;
+            if call.op == ColumnOp::Sum {
+                match int {
+                    Some(s) => ColumnResult::IntSum(s),
+                    None => ColumnResult::FloatSum(float),
+                }
+            } else if col.len == 0 {
+                ColumnResult::Mean(None)
+            } else {
+                let total = int.map_or(float, |s| s as f64);
+                ColumnResult::Mean(Some(total / col.len as f64))
+            }
+        }
+        ColumnOp::Min | ColumnOp::Max => {
+            let want = if call.op == ColumnOp::Min {
+                Ordering::Less
+            } else {
+                Ordering::Greater
+            };
+            let mut best: Option<V> = None;
+            for_each(store, col, |_, v: V| {
+                if best.map_or(true, |b| v.order(&b) == want) {
+                    best = Some(v);
+                }
+                Ok(())
+            })?;
+            ColumnResult::Scalar(best.map(V::to_scalar))
+        }
+        ColumnOp::Median => {
+            let values = collect_sorted::<V>(store, col)?;
+            let mid = values.len().saturating_sub(1) / 2;
+            ColumnResult::Scalar(values.get(mid).map(|v| v.to_scalar()))
+        }
+        ColumnOp::Unique => {
+            let mut values = collect_sorted::<V>(store, col)?;
+            values.dedup_by(|a, b| a.order(b) == Ordering::Equal);
+            ColumnResult::Values(values.into_iter().map(V::to_scalar).collect())
+        }
+        ColumnOp::Histogram => {
+            let values = collect_sorted::<V>(store, col)?;
+            let mut counts: Vec<(Scalar, u64)> = Vec::new();
+            let mut last: Option<V> = None;
+            for v in values {
+                match (last, counts.last_mut()) {
+                    (Some(l), Some(entry)) if l.order(&v) == Ordering::Equal => entry.1 += 1,
+                    _ => counts.push((v.to_scalar(), 1)),
+                }
+                last = Some(v);
+            }
+            ColumnResult::ValueCounts(counts)
+        }
+        ColumnOp::Buckets { edges } => {
+            let edges: Vec<V> = edges
+                .iter()
+                .map(|e| scalar_in::<V>(col, *e, "bucket edge"))
+                .collect::<Result<_>>()?;
+            let mut counts = vec![0u64; edges.len().saturating_sub(1)];
+            for_each(store, col, |_, v: V| {
+                // Number of edges <= v: bucket i holds edges[i] <= v < edges[i+1].
+                let above = edges.partition_point(|e| e.order(&v) != Ordering::Greater);
+                if above > 0 && above < edges.len() {
+                    counts[above - 1] += 1;
+                }
+                Ok(())
+            })?;
+            ColumnResult::BucketCounts(counts)
+        }
+        ColumnOp::Filter { cmp, value } | ColumnOp::CountWhere { cmp, value } => {
+            let value = scalar_in::<V>(col, *value, "filter value")?;
+            let mut rows = Vec::new();
+            let mut count = 0u64;
+            let keep_rows = matches!(call.op, ColumnOp::Filter { .. });
+            for_each(store, col, |row, v: V| {
+                if cmp.accepts(v.order(&value)) {
+                    count += 1;
+                    if keep_rows {
+                        rows.push(row);
+                    }
+                }
+                Ok(())
+            })?;
+            if keep_rows {
+                ColumnResult::Indices(rows)
+            } else {
+                ColumnResult::Count(count)
+            }
+        }
+        ColumnOp::Gather { indices } => {
+            store.len(col.ds)?;
+            let mut values = Vec::with_capacity(indices.len());
+            for &row in indices {
+                if row >= col.len {
+                    return Err(Error::invalid(format!(
+                        "column {}: gather index {row} is out of bounds for len {}",
+                        col.ds, col.len
+                    )));
+                }
+                let (c, at) = (row / col.chunk_len, (row % col.chunk_len) as usize);
+                let v = with_chunk(store, col, c, |bytes| {
+                    Ok(V::decode(&bytes[at * size..(at + 1) * size]))
+                })?;
+                values.push(v.to_scalar());
+            }
+            ColumnResult::Values(values)
+        }
+        ColumnOp::Map { op, value, dst } => {
+            check_same_shape(col, dst, "map output")?;
+            let value = scalar_in::<V>(col, *value, "map operand")?;
+            store.len(col.ds)?;
+            store.len(dst.ds)?;
+            for c in 0..col.chunk_count() {
+                let out = with_chunk(store, col, c, |bytes| {
+                    let mut out = Vec::with_capacity(bytes.len());
+                    for e in bytes.chunks_exact(size) {
+                        V::decode(e).arith(*op, value)?.encode(size, &mut out);
+                    }
+                    Ok(out)
+                })?;
+                store_chunk(store, dst, c, &out)?;
+            }
+            ColumnResult::Count(col.len)
+        }
+        ColumnOp::Pairwise { op, other, dst } => {
+            check_same_shape(col, other, "right-hand")?;
+            check_same_shape(col, dst, "pairwise output")?;
+            store.len(col.ds)?;
+            store.len(other.ds)?;
+            store.len(dst.ds)?;
+            for c in 0..col.chunk_count() {
+                let rhs = with_chunk(store, other, c, |bytes| Ok(bytes.to_vec()))?;
+                let out = with_chunk(store, col, c, |bytes| {
+                    let mut out = Vec::with_capacity(bytes.len());
+                    for (a, b) in bytes.chunks_exact(size).zip(rhs.chunks_exact(size)) {
+                        V::decode(a)
+                            .arith(*op, V::decode(b))?
+                            .encode(size, &mut out);
+                    }
+                    Ok(out)
+                })?;
+                store_chunk(store, dst, c, &out)?;
+            }
+            ColumnResult::Count(col.len)
+        }
+    })
+}
+
+/// Exact i128 sum for integers (`(Some(sum), _)`), sequential f64 sum in row order otherwise.
+fn sum<V: Value>(store: &StoreView<'_>, col: &ColumnRef) -> Result<(Option<i128>, f64)> {
+    let float = col.elem == ElemType::F64;
+    let mut int = 0i128;
+    let mut fsum = 0.0f64;
+    for_each(store, col, |row, v: V| {
+        match v.as_i128() {
+            Some(x) if !float => {
+                int = int.checked_add(x).ok_or_else(|| {
+                    Error::invalid(format!(
+                        "column {}: the sum overflows i128 at row {row}",
+                        col.ds
+                    ))
+                })?;
+            }
+            _ => fsum += v.as_f64(),
+        }
+        Ok(())
+    })?;
+    Ok(if float {
+        (None, fsum)
+    } else {
+        (Some(int), fsum)
+    })
+}
