@@ -1,0 +1,487 @@
+//! `FarMemory`: the handle that owns the local log, the evacuator and prefetch threads and the
+//! backend, creates containers, and runs the slow path of every dereference.
+//!
+//! # The slow path (AIFM §4.1, steps 3 and 4 of the data flow)
+//!
+//! A dereference whose fast-path test fails comes here with the pointer word it saw:
+//!
+//! - present but cold, not yet dirty, just prefetched, or claimed by the evacuator: one CAS sets
+//!   `HOT` (and `DIRTY` for a write) and clears `EVACUATING` and `PREFETCHED`. Clearing
+//!   `EVACUATING` is the mutator winning: the evacuator's own CAS then fails and it leaves the
+//!   object where it is. `DIRTY` is in the word before the caller can write, so an evacuator that
+//!   wins afterwards cannot have seen the word clean (its CAS would fail).
+//! - `BUSY`: another thread is fetching it, or the evacuator is moving it; back off and look
+//!   again (neither waits for anything while it holds the lock).
+//! - remote: take the busy lock (CAS), bump-allocate local space, read the object from the
+//!   backend into it, write the header's back-pointer and publish the word present (release).
+//!   If no local memory can be had above the hard floor, the mutator waits for the evacuator, up
+//!   to `alloc_wait`. A scope that has dereferenced nothing since it was entered or renewed holds
+//!   no reference, so it steps out of its slot while it waits (the evacuator's grace period does
+//!   not wait for it); a scope that may hold references cannot, because the evacuator may be
+//!   waiting for exactly that scope to end. So a read in such a scope is served at once,
+//!   uncached, from a buffer owned by the scope; a `set` is written through to the backend; and a
+//!   `get_mut` waits its `alloc_wait` and then fails with `OutOfLocalMemory`. Renewing scopes in
+//!   loops (as `for_each_chunk` and `write_slice` do) keeps mutators on the waiting path.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use farmem_error::{Error, ErrorKind, Result};
+
+use crate::array::RemArray;
+use crate::backend::{Backend, InProcessBackend};
+use crate::config::Config;
+use crate::log::{LocalLog, Signal};
+use crate::metrics::{Counters, Metrics};
+use crate::object::ObjectTable;
+use crate::pod::Pod;
+use crate::pointer::{
+    self, LocalAddr, PointerWord, RemoteId, BUSY, DIRTY, EVACUATING, HOT, MAX_DS_ID, PREFETCHED,
+};
+use crate::prefetch::PrefetchRequest;
+use crate::scope::{DerefScope, ScopeRegistry};
+use crate::sync::backoff;
+use crate::vec::RemVec;
+
+/// What a slow-path dereference wants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// A shared read; caches the object.
+    Read,
+    /// A shared read that must not pollute local memory (don't-cache hint).
+    ReadNoCache,
+    /// A write that waits up to `alloc_wait` for local memory.
+    Write,
+    /// A write that fails at once without local memory (the caller writes through).
+    WriteOrFail,
+}
+
+const PREFETCH_QUEUE_MAX: usize = 4096;
+
+/// The state shared by a [`FarMemory`], its containers and its threads.
+pub(crate) struct Inner {
+    pub(crate) config: Config,
+    pub(crate) backend: Arc<dyn Backend>,
+    pub(crate) log: LocalLog,
+    pub(crate) counters: Counters,
+    tables: Mutex<Vec<Option<Weak<ObjectTable>>>>,
+    shutdown: AtomicBool,
+    prefetch_queue: Mutex<Vec<PrefetchRequest>>,
+    pub(crate) prefetch_signal: Signal,
+    last_error: Mutex<Option<Error>>,
+    pub(crate) scopes: ScopeRegistry,
+}
+
+impl Inner {
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.shutdown.load(Ordering::Acquire)
+    }
+
+    /// Registers a table under the lowest free data-structure id.
+    pub(crate) fn register_table(
+        &self,
+        make: impl FnOnce(u16) -> ObjectTable,
+    ) -> Result<Arc<ObjectTable>> {
+        let mut tables = self
+            .tables
+            .lock()
+            .map_err(|_| Error::internal("container registry lock poisoned"))?;
+        let ds = match tables.iter().position(Option::is_none) {
+            Some(i) => i,
+            None if (tables.len() as u64) <= MAX_DS_ID => {
+                tables.push(None);
+                tables.len() - 1
+            }
+            None => {
+                return Err(Error::new(
+                    ErrorKind::OutOfLocalMemory,
+                    format!(
+                        "all {} data-structure ids are in use; drop containers you no longer need",
+                        MAX_DS_ID + 1
+                    ),
+                ))
+            }
+        };
+        let table = Arc::new(make(ds as u16));
+        tables[ds] = Some(Arc::downgrade(&table));
+        Ok(table)
+    }
+
+    pub(crate) fn release_ds(&self, ds: u16) {
+        if let Ok(mut t) = self.tables.lock() {
+            if let Some(slot) = t.get_mut(ds as usize) {
+                *slot = None;
+            }
+        }
+    }
+
+    /// The live table of data structure `ds`.
+    pub(crate) fn table(&self, ds: u16) -> Option<Arc<ObjectTable>> {
+        self.tables
+            .lock()
+            .ok()?
+            .get(ds as usize)?
+            .as_ref()?
+            .upgrade()
+    }
+
+    pub(crate) fn latch_error(&self, e: Error) {
+        if let Ok(mut l) = self.last_error.lock() {
+            l.get_or_insert(e);
+        }
+    }
+
+    pub(crate) fn take_prefetches(&self) -> Vec<PrefetchRequest> {
+        self.prefetch_queue
+            .lock()
+            .map(|mut q| std::mem::take(&mut *q))
+            .unwrap_or_default()
+    }
+
+    fn queue_prefetches(&self, table: &Arc<ObjectTable>, objs: &[u32]) {
+        if objs.is_empty() || self.is_shut_down() {
+            return;
+        }
+        if let Ok(mut q) = self.prefetch_queue.lock() {
+            for &obj in objs {
+                if q.len() >= PREFETCH_QUEUE_MAX {
+                    break;
+                }
+                q.push(PrefetchRequest {
+                    table: table.clone(),
+                    obj,
+                });
+            }
+        }
+        self.prefetch_signal.notify();
+    }
+
+    fn observe_stride(&self, table: &Arc<ObjectTable>, obj: u32) {
+        let depth = self.config.prefetch_depth;
+        if depth == 0 {
+            return;
+        }
+        let mut objs = Vec::new();
+        table.stride.observe(obj, depth, &mut objs);
+        objs.retain(|&o| o < table.objects());
+        self.queue_prefetches(table, &objs);
+    }
+
+    /// The slow path of a dereference of object `obj` of `table` (see the module note); returns
+    /// the object's data address, valid for the life of `scope`.
+    pub(crate) fn deref_slow(
+        &self,
+        table: &Arc<ObjectTable>,
+        obj: u32,
+        word: &PointerWord,
+        scope: &DerefScope<'_>,
+        access: Access,
+    ) -> Result<*mut u8> {
+        let mut round = 0u32;
+        let mut deadline: Option<Instant> = None;
+        let writes = matches!(access, Access::Write | Access::WriteOrFail);
+        loop {
+            let w = word.load();
+            if pointer::is_present(w) && w & BUSY != 0 {
+                // The evacuator is copying or writing back this object: one memcpy or one write.
+                backoff(round);
+                round += 1;
+                continue;
+            }
+            if pointer::is_present(w) {
+                let want = match access {
+                    Access::Write | Access::WriteOrFail => HOT | DIRTY,
+                    Access::Read => HOT,
+                    // The don't-cache hint leaves the object cold for the evacuator.
+                    Access::ReadNoCache => 0,
+                };
+                let new = (w | want) & !(EVACUATING | PREFETCHED);
+                if new != w {
+                    if let Err(_actual) = word.cas(w, new) {
+                        continue;
+                    }
+                    if w & EVACUATING != 0 {
+                        Counters::add(&self.counters.evacuation_conflicts, 1);
+                    }
+                    if w & PREFETCHED != 0 {
+                        Counters::add(&self.counters.prefetches_used, 1);
+                        self.observe_stride(table, obj);
+                    }
+                }
+                scope.count_hit();
+                return Ok(pointer::addr_of(w) as *mut u8);
+            }
+            if w & BUSY != 0 {
+                backoff(round);
+                round += 1;
+                continue;
+            }
+            let id = RemoteId::from_bits(w);
+            if access == Access::ReadNoCache {
+                return self.read_uncached(id, scope);
+            }
+            if word.try_lock_remote(w).is_err() {
+                continue;
+            }
+            let Some(alloc) = self.log.alloc(self.log.mutator_slot(), id, false) else {
+                word.publish(w);
+                // Waiting is only safe for a scope that holds no reference yet (it steps out of
+                // its slot while it waits); any other scope may be what the evacuator waits for.
+                let may_wait = match access {
+                    Access::Read | Access::WriteOrFail => scope.is_fresh(),
+                    Access::Write => true,
+                    Access::ReadNoCache => false,
+                };
+                let d = *deadline.get_or_insert_with(|| Instant::now() + self.config.alloc_wait);
+                if may_wait && Instant::now() < d {
+                    let wait = || {
+                        self.log.evac_signal.notify();
+                        farmem_sched::park::park_timeout(std::time::Duration::from_micros(200));
+                    };
+                    if scope.is_fresh() {
+                        scope.quiescent(wait);
+                    } else {
+                        wait();
+                    }
+                    continue;
+                }
+                match access {
+                    Access::Read | Access::ReadNoCache => return self.read_uncached(id, scope),
+                    Access::Write | Access::WriteOrFail => return Err(self.out_of_local(id)),
+                }
+            };
+            // SAFETY: a fresh reservation of `id.size()` bytes that only this thread touches until
+            // the word is published.
+            let buf = unsafe { std::slice::from_raw_parts_mut(alloc.data, id.size()) };
+            let fetched = self
+                .backend
+                .read(id.ds(), id.obj(), buf)
+                .and_then(|()| LocalAddr::new(alloc.data as usize));
+            let addr = match fetched {
+                Ok(a) => a,
+                Err(e) => {
+                    word.publish(w);
+                    self.log.finish(&alloc);
+                    return Err(e.with_context(format!(
+                        "fetching object {} of container {}",
+                        id.obj(),
+                        id.ds()
+                    )));
+                }
+            };
+            // SAFETY: the allocation's header is valid and ours until `finish`.
+            unsafe { &*alloc.header }
+                .backptr
+                .store(word.addr(), Ordering::Release);
+            word.publish(pointer::present_word(
+                addr,
+                if writes { HOT | DIRTY } else { HOT },
+            ));
+            self.log.finish(&alloc);
+            scope.count_slow();
+            Counters::add(&self.counters.misses, 1);
+            Counters::add(&self.counters.bytes_fetched, id.size() as u64);
+            self.observe_stride(table, obj);
+            return Ok(alloc.data);
+        }
+    }
+
+    fn out_of_local(&self, id: RemoteId) -> Error {
+        Error::new(
+            ErrorKind::OutOfLocalMemory,
+            format!(
+                "no local memory for object {} of container {} ({} bytes) after waiting {:?} for the evacuator ({} of {} regions free, hard floor {}); raise local_bytes, or end or renew long scopes",
+                id.obj(),
+                id.ds(),
+                id.size(),
+                self.config.alloc_wait,
+                self.log.free_regions(),
+                self.log.regions(),
+                self.log.floor_regions
+            ),
+        )
+    }
+
+    fn read_uncached(&self, id: RemoteId, scope: &DerefScope<'_>) -> Result<*mut u8> {
+        let p = scope.arena_buffer(id.size());
+        // SAFETY: `p` is a fresh buffer of at least `id.size()` bytes owned by the scope.
+        let buf = unsafe { std::slice::from_raw_parts_mut(p, id.size()) };
+        self.backend.read(id.ds(), id.obj(), buf)?;
+        scope.count_slow();
+        Counters::add(&self.counters.misses, 1);
+        Counters::add(&self.counters.uncached_reads, 1);
+        Counters::add(&self.counters.bytes_fetched, id.size() as u64);
+        Ok(p)
+    }
+
+    /// Writes `bytes` at `offset` of a remote object straight to the backend (read-modify-write
+    /// under the busy lock). Returns `false` if the object turned out present (use the local copy).
+    pub(crate) fn write_through(
+        &self,
+        word: &PointerWord,
+        offset: usize,
+        bytes: &[u8],
+    ) -> Result<bool> {
+        let mut round = 0;
+        loop {
+            let w = word.load();
+            if pointer::is_present(w) {
+                return Ok(false);
+            }
+            if w & BUSY != 0 {
+                backoff(round);
+                round += 1;
+                continue;
+            }
+            if word.try_lock_remote(w).is_err() {
+                continue;
+            }
+            let id = RemoteId::from_bits(w);
+            let mut tmp = vec![0u8; id.size()];
+            let r = self
+                .backend
+                .read(id.ds(), id.obj(), &mut tmp)
+                .and_then(|()| {
+                    tmp[offset..offset + bytes.len()].copy_from_slice(bytes);
+                    self.backend.write(id.ds(), id.obj(), &tmp)
+                });
+            word.publish(w);
+            r?;
+            Counters::add(&self.counters.write_throughs, 1);
+            Counters::add(&self.counters.bytes_written_back, id.size() as u64);
+            return Ok(true);
+        }
+    }
+}
+
+/// One far-memory instance: local log, evacuator and prefetch threads, backend. Containers are
+/// created from it and keep its shared state alive; dropping the handle stops its threads.
+pub struct FarMemory {
+    pub(crate) inner: Arc<Inner>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl FarMemory {
+    /// Starts an instance over `backend` with `config` (validated again here).
+    pub fn new(config: Config, backend: Arc<dyn Backend>) -> Result<FarMemory> {
+        config.validate()?;
+        let inner = Arc::new(Inner {
+            log: LocalLog::new(&config)?,
+            config,
+            backend,
+            counters: Counters::default(),
+            tables: Mutex::new(Vec::new()),
+            shutdown: AtomicBool::new(false),
+            prefetch_queue: Mutex::new(Vec::new()),
+            prefetch_signal: Signal::default(),
+            last_error: Mutex::new(None),
+            scopes: ScopeRegistry::new(),
+        });
+        let mut fm = FarMemory {
+            inner: inner.clone(),
+            threads: Vec::new(),
+        };
+        for i in 0..inner.config.evacuator_threads {
+            let inn = inner.clone();
+            let t = std::thread::Builder::new()
+                .name(format!("farmem-evac-{i}"))
+                .spawn(move || crate::evacuator::run(inn, i))
+                .map_err(|e| Error::io("spawning an evacuator thread", e))?;
+            fm.threads.push(t);
+        }
+        if inner.config.prefetch_depth > 0 {
+            let inn = inner.clone();
+            let t = std::thread::Builder::new()
+                .name("farmem-prefetch".into())
+                .spawn(move || crate::prefetch::run(inn))
+                .map_err(|e| Error::io("spawning the prefetch thread", e))?;
+            fm.threads.push(t);
+        }
+        Ok(fm)
+    }
+
+    /// An instance over a fresh [`InProcessBackend`] holding at most `far_capacity_bytes`.
+    pub fn in_process(config: Config, far_capacity_bytes: u64) -> Result<FarMemory> {
+        FarMemory::new(config, Arc::new(InProcessBackend::new(far_capacity_bytes)))
+    }
+
+    /// Opens a dereference scope on the calling thread (see [`DerefScope`]).
+    #[inline]
+    pub fn scope(&self) -> DerefScope<'_> {
+        DerefScope::enter(&self.inner)
+    }
+
+    /// A remote array of `len` zeroed elements.
+    pub fn array<T: Pod>(&self, len: usize) -> Result<RemArray<T>> {
+        RemArray::new(&self.inner, len)
+    }
+
+    /// An empty remote vector.
+    pub fn vec<T: Pod>(&self) -> Result<RemVec<T>> {
+        RemVec::new(&self.inner)
+    }
+
+    /// A snapshot of the counters.
+    pub fn metrics(&self) -> Metrics {
+        self.inner.counters.snapshot(
+            self.inner.log.free_regions() as u64,
+            self.inner.log.regions() as u64,
+        )
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.inner.backend
+    }
+
+    /// The first error a background thread hit since the last call (a failed write-back leaves the
+    /// object local and dirty and is reported here).
+    pub fn take_error(&self) -> Option<Error> {
+        self.inner.last_error.lock().ok()?.take()
+    }
+
+    /// Wakes the evacuator and waits up to `timeout` until at least `regions` are free (for tests
+    /// and benchmarks that want a settled state). Returns whether they are.
+    pub fn wait_free_regions(&self, regions: usize, timeout: std::time::Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.inner.log.free_regions() >= regions {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            self.inner.log.evac_signal.notify();
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+}
+
+impl Drop for FarMemory {
+    fn drop(&mut self) {
+        self.inner.shutdown.store(true, Ordering::Release);
+        self.inner.log.evac_signal.notify();
+        self.inner.prefetch_signal.notify();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        // Queued prefetch requests hold tables (and so `Inner`) alive: drop them now.
+        drop(self.inner.take_prefetches());
+    }
+}
+
+impl std::fmt::Debug for FarMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FarMemory")
+            .field("config", &self.inner.config)
+            .field("metrics", &self.metrics())
+            .finish()
+    }
+}

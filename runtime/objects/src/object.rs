@@ -1,0 +1,135 @@
+//! The objects of one container: its data-structure id and its pointer words.
+//!
+//! An [`ObjectTable`] is shared (`Arc`) by the container handle, the evacuator (while it works on
+//! a region holding the container's objects) and the prefetch thread, and registered by id in its
+//! [`Inner`](crate::memory::Inner) as a `Weak`, which is how the evacuator goes from an object
+//! header's identity back to the pointer word. Pointer words live in fixed segments that never
+//! move (a vector may grow by adding segments), so an object header's back-pointer stays valid as
+//! long as the table lives. The handle caches the segment addresses so the fast path reads no
+//! lock.
+//!
+//! When the last `Arc` goes, the table removes its objects from the backend and gives its
+//! data-structure id back; its local copies become dead space that the evacuator reclaims.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, RwLock};
+
+use farmem_error::{Error, Result};
+
+use crate::memory::Inner;
+use crate::pointer::{PointerWord, RemoteId, MAX_OBJ_ID};
+use crate::prefetch::StrideDetector;
+
+/// log2 of pointer words per segment of a growable table.
+pub(crate) const GROWABLE_SEG_SHIFT: u32 = 10;
+
+/// The shared half of a container (see the module note).
+pub(crate) struct ObjectTable {
+    pub inner: Arc<Inner>,
+    pub ds: u16,
+    pub object_bytes: usize,
+    segments: RwLock<Vec<Box<[PointerWord]>>>,
+    /// log2 of pointer words per segment (a fixed-size container uses one segment).
+    pub seg_shift: u32,
+    objects: AtomicU32,
+    pub stride: StrideDetector,
+}
+
+impl ObjectTable {
+    /// A table with no objects yet, registered under a fresh data-structure id.
+    pub(crate) fn new(
+        inner: &Arc<Inner>,
+        object_bytes: usize,
+        seg_shift: u32,
+    ) -> Result<Arc<ObjectTable>> {
+        inner.register_table(|ds| ObjectTable {
+            inner: inner.clone(),
+            ds,
+            object_bytes,
+            segments: RwLock::new(Vec::new()),
+            seg_shift,
+            objects: AtomicU32::new(0),
+            stride: StrideDetector::default(),
+        })
+    }
+
+    /// Objects created so far.
+    pub(crate) fn objects(&self) -> u32 {
+        self.objects.load(Ordering::Acquire)
+    }
+
+    /// Creates objects up to `total` (zero-filled in the backend, so running out of far memory
+    /// shows up here, not during evacuation) and appends new segment addresses to `cache`.
+    pub(crate) fn grow_to(&self, total: usize, cache: &mut Vec<*const PointerWord>) -> Result<()> {
+        let have = self.objects() as usize;
+        if total <= have {
+            return Ok(());
+        }
+        if total - 1 > MAX_OBJ_ID as usize {
+            return Err(Error::invalid(format!(
+                "container needs {total} objects, more than {}; use larger chunks",
+                MAX_OBJ_ID + 1
+            )));
+        }
+        let zeros = vec![0u8; self.object_bytes];
+        for obj in have..total {
+            self.inner
+                .backend
+                .write(self.ds, obj as u32, &zeros)
+                .map_err(|e| {
+                    e.with_context(format!("creating object {obj} of container {}", self.ds))
+                })?;
+        }
+        let mut segs = self
+            .segments
+            .write()
+            .map_err(|_| Error::internal("object table lock poisoned"))?;
+        let seg_len = self.seg_len();
+        while segs.len() * seg_len < total {
+            let base = segs.len() * seg_len;
+            let seg: Box<[PointerWord]> = (0..seg_len)
+                .map(|k| {
+                    let obj = (base + k).min(MAX_OBJ_ID as usize) as u32;
+                    RemoteId::new(self.ds, obj, self.object_bytes).map(PointerWord::new_remote)
+                })
+                .collect::<Result<_>>()?;
+            segs.push(seg);
+        }
+        while cache.len() < segs.len() {
+            cache.push(segs[cache.len()].as_ptr());
+        }
+        self.objects.store(total as u32, Ordering::Release);
+        Ok(())
+    }
+
+    /// Pointer words per segment.
+    pub(crate) fn seg_len(&self) -> usize {
+        1 << self.seg_shift
+    }
+
+    /// The pointer word of object `obj`, if it exists.
+    pub(crate) fn word(&self, obj: u32) -> Option<&PointerWord> {
+        if obj >= self.objects() {
+            return None;
+        }
+        let segs = self.segments.read().ok()?;
+        let p: *const PointerWord = segs
+            .get(obj as usize >> self.seg_shift)?
+            .get(obj as usize & (self.seg_len() - 1))?;
+        // SAFETY: segments are boxed, never moved and never freed before the table drops; `self`
+        // is borrowed for the returned lifetime.
+        Some(unsafe { &*p })
+    }
+}
+
+impl Drop for ObjectTable {
+    fn drop(&mut self) {
+        // Local copies need no care: the registry's `Weak` no longer upgrades, so the evacuator
+        // treats them as dead and frees their regions (a later table that reuses this id cannot
+        // match them: its words are present at other addresses).
+        for obj in 0..self.objects() {
+            let _ = self.inner.backend.remove(self.ds, obj);
+        }
+        self.inner.release_ds(self.ds);
+    }
+}

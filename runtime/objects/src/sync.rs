@@ -1,0 +1,34 @@
+//! The atomics of the scope/evacuator handshake, behind one door so loom can replace them.
+//!
+//! Under `--cfg loom` the pointer word and the scope slot use loom's atomics and the `loom_*`
+//! models explore every interleaving of the handshake; the normal build uses `std`. Only the two
+//! types of the handshake (the [`PointerWord`](crate::pointer::PointerWord) and the scope slot)
+//! go through here: the other counters (metrics, region cursors) carry no cross-location
+//! ordering argument and use `std` directly.
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{AtomicU64, Ordering};
+
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A spin-then-yield pause for the short waits of the handshake (a fetch in flight, a grace
+/// period). It yields and sleeps through `farmem_sched`, so on a green thread it lets the other
+/// green threads of its worker run: the fetch it waits for may be one of them, parked on I/O.
+pub(crate) fn backoff(round: u32) {
+    #[cfg(loom)]
+    {
+        let _ = round;
+        loom::thread::yield_now();
+    }
+    #[cfg(not(loom))]
+    {
+        if round < 64 {
+            std::hint::spin_loop();
+        } else if round < 4096 {
+            farmem_sched::yield_now();
+        } else {
+            farmem_sched::sleep(std::time::Duration::from_micros(50));
+        }
+    }
+}

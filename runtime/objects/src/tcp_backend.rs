@@ -1,0 +1,597 @@
+//! Far memory over TCP: a [`Backend`] that keeps objects on a `farmem-server` through the
+//! pipelined [`farmem_net::Client`] (AIFM's TCP backend, OSDI'20 §5).
+//!
+//! # Naming on the server
+//!
+//! The object layer names objects by (`ds: u16`, `obj: u32`); the wire protocol by
+//! (`DsId: u64`, `ObjectId: u64`). One server may serve many far-memory instances, so each
+//! backend owns a *namespace* (48 bits, distinct per process and instance by default) and maps
+//!
+//! ```text
+//!   server DsId = namespace << 16 | ds          server ObjectId = obj
+//! ```
+//!
+//! A data structure is created on the server (`create-ds`, kind [`OBJECT_CHUNKS_KIND`]) the first
+//! time this backend writes to it; a bitmap of the 65,536 possible `ds` ids remembers which exist,
+//! so a read of a never-created one answers `NotFound` without a round trip. Creation is
+//! idempotent on the server, so two threads racing to create cost one extra round trip, nothing
+//! else.
+//!
+//! # Errors (the same kinds as [`InProcessBackend`](crate::InProcessBackend))
+//!
+//! | situation                                    | kind                          |
+//! | -------------------------------------------- | ----------------------------- |
+//! | the server is full (its error reply)         | `OutOfFarMemory`              |
+//! | server died / connection reset / EOF         | `Disconnected` (every pending and later call, at once) |
+//! | the object or data structure does not exist  | `NotFound`                    |
+//! | stored size differs from the requested size  | `InvalidArgument`             |
+//! | no response within `request_timeout`         | `Timeout`                     |
+//! | our connection object was closed under a call| `Disconnected`                |
+//!
+//! Every error carries the server address and the object in its context. Nothing retries or
+//! reconnects: lost far memory is lost data, which the layer above must decide about.
+//!
+//! # Waiting, and green threads
+//!
+//! Every call is a request plus `PendingResponse::wait`, and the client waits through
+//! `farmem_sched::park`: on a farmem green thread only that green thread parks while its worker
+//! runs others. One caveat of the client today: the waiter that finds the socket's read side free
+//! becomes the *leader* and blocks in `read` until its own response lands, which on a green thread
+//! blocks the whole worker. So on green threads (and only there) this backend hands the wait to a
+//! **relay thread** per connection: the green thread submits its request, queues the pending
+//! response to the relay and parks; the relay (an OS thread) waits on the responses in submission
+//! order, which is the order the server answers a connection in, and unparks each green thread.
+//! A worker therefore keeps as many fetches in flight as it has green threads (AIFM §4.2: green
+//! threads hide the fetch latency), at the cost of one thread hop per green-thread fetch. OS
+//! threads wait directly (no hop: the lone-request latency stays that of the client).
+//!
+//! The relay is **off by default** ([`TcpBackendConfig::green_relay`]): a green thread that
+//! parks in a fetch holds its object's busy lock, and the object layer's slow path waits for a
+//! busy object with `std::thread::{yield_now, sleep}`, which blocks the whole worker, so a second
+//! green thread of the same worker that wants the same object would never let the first one run
+//! again. (Without the relay the same can happen, more rarely: a green thread that waits as the
+//! client's *follower* parks too.) Turn it on when green threads of one worker do not share
+//! objects, or once that wait goes through `farmem_sched::{yield_now, sleep}`.
+//!
+//! # Batches and prefetching
+//!
+//! `read_batch` and `write_batch` send one frame per data structure (split to respect the frame
+//! bound), all submitted before any is waited on. [`Backend::issue_read`] submits the read and
+//! returns at once, so the prefetch thread keeps as many reads in flight as its batch holds.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use farmem_error::{Error, ErrorKind, Result};
+use farmem_net::{Client, ClientConfig, Connection, DsId, PendingResponse, Request, Response};
+use farmem_sched::park::{current_unparker, park_timeout, Unparker};
+
+use crate::backend::{Backend, PendingRead, PendingReadInner, ReadRequest, WriteRequest};
+
+/// The data-structure kind code this backend creates its structures with on the server.
+pub const OBJECT_CHUNKS_KIND: u16 = 0x0b1c;
+
+/// Largest namespace (48 bits: the server id keeps 16 bits for the object layer's `ds`).
+const MAX_NAMESPACE: u64 = (1 << 48) - 1;
+
+/// How long a green thread parks between checks of its relayed response (a lost wake-up costs
+/// at most this; the relay always unparks).
+const RELAY_TICK: Duration = Duration::from_millis(20);
+
+/// Settings of a [`TcpBackend`] (runtime configuration).
+#[derive(Clone, Debug)]
+pub struct TcpBackendConfig {
+    /// The memory server's address (`host:port`).
+    pub addr: String,
+    /// The cluster token (must equal the server's).
+    pub token: Vec<u8>,
+    /// Connections to the server (at least 1); more connections means more socket buffers and
+    /// relay threads working in parallel.
+    pub connections: usize,
+    /// How long one request may wait for its response before failing with `Timeout`.
+    pub request_timeout: Duration,
+    /// This instance's namespace on the server (`None`: one unique to this process and
+    /// instance). Two instances given the same namespace see each other's objects.
+    pub namespace: Option<u64>,
+    /// Relay waits of green threads through a per-connection OS thread (off by default; see
+    /// the module note for when it is safe).
+    pub green_relay: bool,
+}
+
+impl TcpBackendConfig {
+    /// Defaults (2 connections, 30 s request timeout, a fresh namespace, green relay off).
+    pub fn new(addr: impl Into<String>, token: impl Into<Vec<u8>>) -> TcpBackendConfig {
+        TcpBackendConfig {
+            addr: addr.into(),
+            token: token.into(),
+            connections: 2,
+            request_timeout: Duration::from_secs(30),
+            namespace: None,
+            green_relay: false,
+        }
+    }
+}
+
+/// A fresh namespace: the process id and a per-process counter, so instances in one process and
+/// processes on one machine do not collide on a shared server.
+fn fresh_namespace() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    ((u64::from(std::process::id()) << 16) ^ n) & MAX_NAMESPACE
+}
+
+/// A [`Backend`] keeping objects on a farmem memory server over TCP (see the module note).
+pub struct TcpBackend {
+    client: Client,
+    namespace: u64,
+    /// One bit per object-layer `ds`: created on the server.
+    created: Box<[AtomicU64]>,
+    /// Relay senders, one per connection (empty when the relay is off).
+    relays: Vec<Mutex<Sender<RelayJob>>>,
+    next: AtomicUsize,
+}
+
+impl TcpBackend {
+    /// Connects `connections` connections to the server at `addr` with `token`.
+    pub fn connect(addr: impl Into<String>, token: impl Into<Vec<u8>>, connections: usize) -> Result<TcpBackend> {
+        let mut config = TcpBackendConfig::new(addr, token);
+        config.connections = connections;
+        TcpBackend::with_config(&config)
+    }
+
+    /// Connects as `config` says.
+    pub fn with_config(config: &TcpBackendConfig) -> Result<TcpBackend> {
+        let namespace = match config.namespace {
+            Some(n) if n > MAX_NAMESPACE => {
+                return Err(Error::invalid(format!(
+                    "TcpBackendConfig.namespace {n:#x} exceeds 48 bits; pick one below {MAX_NAMESPACE:#x}"
+                )))
+            }
+            Some(n) => n,
+            None => fresh_namespace(),
+        };
+        let client_config = ClientConfig::new(config.token.clone())
+            .with_connections(config.connections)
+            .with_request_timeout(config.request_timeout);
+        let client = Client::connect(config.addr.as_str(), &client_config)
+            .map_err(|e| e.with_context(format!("TCP far memory: connecting to {}", config.addr)))?;
+        let mut relays = Vec::new();
+        if config.green_relay {
+            for i in 0..client.connections().len() {
+                let (tx, rx) = channel();
+                std::thread::Builder::new()
+                    .name(format!("farmem-tcp-relay-{i}"))
+                    .spawn(move || relay_loop(rx))
+                    .map_err(|e| Error::io("spawning a TCP far-memory relay thread", e))?;
+                relays.push(Mutex::new(tx));
+            }
+        }
+        Ok(TcpBackend {
+            client,
+            namespace,
+            created: (0..(1usize << 16) / 64).map(|_| AtomicU64::new(0)).collect(),
+            relays,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// The server's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.client.addr()
+    }
+
+    /// This backend's namespace on the server.
+    pub fn namespace(&self) -> u64 {
+        self.namespace
+    }
+
+    /// The underlying client (for server stats and raw requests).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn server_ds(&self, ds: u16) -> DsId {
+        self.namespace << 16 | u64::from(ds)
+    }
+
+    fn is_created(&self, ds: u16) -> bool {
+        self.created[usize::from(ds) / 64].load(Ordering::Acquire) & (1 << (ds % 64)) != 0
+    }
+
+    fn ensure_created(&self, ds: u16) -> Result<()> {
+        if self.is_created(ds) {
+            return Ok(());
+        }
+        self.client
+            .create_ds(self.server_ds(ds), OBJECT_CHUNKS_KIND)
+            .map_err(|e| self.fail(e, format!("creating container {ds}")))?;
+        self.created[usize::from(ds) / 64].fetch_or(1 << (ds % 64), Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Maps a client error onto the object layer's kinds and says where it happened.
+    fn fail(&self, e: Error, what: impl std::fmt::Display) -> Error {
+        let e = match e.kind() {
+            // Only our own drop closes a connection; to a caller the server is gone.
+            ErrorKind::Closed => Error::new(ErrorKind::Disconnected, e.context()),
+            _ => e,
+        };
+        e.with_context(format!("TCP far memory at {}: {what}", self.client.addr()))
+    }
+
+    /// The next live connection (round robin) and its index.
+    fn pick(&self) -> (usize, &Connection) {
+        let conns = self.client.connections();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        for k in 0..conns.len() {
+            let i = (start + k) % conns.len();
+            if !conns[i].is_dead() {
+                return (i, &conns[i]);
+            }
+        }
+        let i = start % conns.len();
+        (i, &conns[i])
+    }
+
+    /// Sends `req` and waits for its response (through the relay on a green thread).
+    fn call(&self, req: &Request<'_>) -> Result<Response> {
+        let (i, conn) = self.pick();
+        let pending = conn.submit(req)?;
+        match self.relays.get(i) {
+            Some(relay) if farmem_sched::in_green_thread() => relayed_wait(relay, pending),
+            _ => pending.wait(),
+        }
+    }
+
+    fn read_object(&self, ds: u16, obj: u32, buf: &mut [u8]) -> Result<()> {
+        if !self.is_created(ds) {
+            return Err(not_found(ds, obj));
+        }
+        let req = Request::Read {
+            ds: self.server_ds(ds),
+            object: u64::from(obj),
+        };
+        match self.call(&req)? {
+            Response::Object(o) => copy_object(ds, obj, o, buf),
+            other => Err(unexpected("read", &other)),
+        }
+    }
+}
+
+fn not_found(ds: u16, obj: u32) -> Error {
+    Error::new(
+        ErrorKind::NotFound,
+        format!("object ({ds}, {obj}) was never written to this TCP far memory"),
+    )
+}
+
+fn unexpected(op: &str, resp: &Response) -> Error {
+    Error::new(
+        ErrorKind::Protocol,
+        format!("the server answered a {op} request with {resp:?}"),
+    )
+}
+
+/// Copies a read's answer into `buf`, checking the size as the in-process backend does.
+fn copy_object(ds: u16, obj: u32, found: Option<Vec<u8>>, buf: &mut [u8]) -> Result<()> {
+    match found {
+        Some(data) if data.len() == buf.len() => {
+            buf.copy_from_slice(&data);
+            Ok(())
+        }
+        Some(data) => Err(Error::invalid(format!(
+            "object ({ds}, {obj}) has {} bytes on the server, read asked for {}",
+            data.len(),
+            buf.len()
+        ))),
+        None => Err(not_found(ds, obj)),
+    }
+}
+
+impl Backend for TcpBackend {
+    fn read(&self, ds: u16, obj: u32, buf: &mut [u8]) -> Result<()> {
+        self.read_object(ds, obj, buf)
+            .map_err(|e| self.fail(e, format!("reading object ({ds}, {obj})")))
+    }
+
+    fn write(&self, ds: u16, obj: u32, data: &[u8]) -> Result<()> {
+        self.ensure_created(ds)?;
+        let req = Request::Write {
+            ds: self.server_ds(ds),
+            object: u64::from(obj),
+            data,
+        };
+        match self.call(&req) {
+            Ok(Response::Done) => Ok(()),
+            Ok(other) => Err(unexpected("write", &other)),
+            Err(e) => Err(e),
+        }
+        .map_err(|e| self.fail(e, format!("writing object ({ds}, {obj}) of {} bytes", data.len())))
+    }
+
+    fn remove(&self, ds: u16, obj: u32) -> Result<()> {
+        if !self.is_created(ds) {
+            return Ok(());
+        }
+        let req = Request::Remove {
+            ds: self.server_ds(ds),
+            object: u64::from(obj),
+        };
+        match self.call(&req) {
+            Ok(Response::Removed(_)) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Ok(other) => Err(unexpected("remove", &other)),
+            Err(e) => Err(e),
+        }
+        .map_err(|e| self.fail(e, format!("removing object ({ds}, {obj})")))
+    }
+
+    fn read_batch(&self, reqs: &mut [ReadRequest<'_>]) -> Result<()> {
+        // One frame per run of requests of one data structure, every frame sent before any wait.
+        let budget = self.frame_budget();
+        let mut groups: Vec<(usize, usize)> = Vec::new();
+        let mut start = 0;
+        let mut bytes = 0usize;
+        for (i, r) in reqs.iter().enumerate() {
+            let cost = r.buf.len() + 16;
+            if i > start && (r.ds != reqs[start].ds || bytes + cost > budget) {
+                groups.push((start, i));
+                start = i;
+                bytes = 0;
+            }
+            bytes += cost;
+        }
+        if start < reqs.len() {
+            groups.push((start, reqs.len()));
+        }
+        let mut pending = Vec::with_capacity(groups.len());
+        for &(a, b) in &groups {
+            let ds = reqs[a].ds;
+            if !self.is_created(ds) {
+                return Err(self.fail(not_found(ds, reqs[a].obj), "batch read"));
+            }
+            let req = Request::ReadBatch {
+                ds: self.server_ds(ds),
+                objects: reqs[a..b].iter().map(|r| u64::from(r.obj)).collect(),
+            };
+            pending.push(self.pick().1.submit(&req).map_err(|e| self.fail(e, "submitting a batch read"))?);
+        }
+        for (p, &(a, b)) in pending.into_iter().zip(&groups) {
+            match p.wait() {
+                Ok(Response::Objects(list)) if list.len() == b - a => {
+                    for (r, o) in reqs[a..b].iter_mut().zip(list) {
+                        copy_object(r.ds, r.obj, o, r.buf)
+                            .map_err(|e| self.fail(e, "batch read"))?;
+                    }
+                }
+                Ok(other) => return Err(self.fail(unexpected("read-batch", &other), "batch read")),
+                Err(e) => return Err(self.fail(e, format!("batch read of {} objects", b - a))),
+            }
+        }
+        Ok(())
+    }
+
+    fn write_batch(&self, reqs: &[WriteRequest<'_>]) -> Result<()> {
+        let budget = self.frame_budget();
+        let mut pending = Vec::new();
+        let mut start = 0;
+        while start < reqs.len() {
+            let ds = reqs[start].ds;
+            let mut end = start;
+            let mut bytes = 0usize;
+            while end < reqs.len()
+                && reqs[end].ds == ds
+                && (end == start || bytes + reqs[end].data.len() + 12 <= budget)
+            {
+                bytes += reqs[end].data.len() + 12;
+                end += 1;
+            }
+            self.ensure_created(ds)?;
+            let req = Request::WriteBatch {
+                ds: self.server_ds(ds),
+                objects: reqs[start..end].iter().map(|r| (u64::from(r.obj), r.data)).collect(),
+            };
+            let n = end - start;
+            pending.push((n, self.pick().1.submit(&req).map_err(|e| self.fail(e, "submitting a batch write"))?));
+            start = end;
+        }
+        let mut first_err = None;
+        for (n, p) in pending {
+            let r = match p.wait() {
+                Ok(Response::Done) => Ok(()),
+                Ok(other) => Err(unexpected("write-batch", &other)),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = r {
+                first_err.get_or_insert(self.fail(e, format!("batch write of {n} objects")));
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    fn issue_read(&self, ds: u16, obj: u32, len: usize) -> Result<PendingRead> {
+        if !self.is_created(ds) {
+            return Err(self.fail(not_found(ds, obj), "prefetch"));
+        }
+        let req = Request::Read {
+            ds: self.server_ds(ds),
+            object: u64::from(obj),
+        };
+        let pending = self
+            .pick()
+            .1
+            .submit(&req)
+            .map_err(|e| self.fail(e, format!("issuing a read of object ({ds}, {obj})")))?;
+        Ok(PendingRead::new(Box::new(InFlightRead {
+            pending,
+            ds,
+            obj,
+            len,
+            addr: self.client.addr(),
+        })))
+    }
+
+    fn compute(&self, ds: u16, function: &str, args: &[u8]) -> Result<Vec<u8>> {
+        self.ensure_created(ds)?;
+        let mut full = Vec::with_capacity(8 + args.len());
+        full.extend_from_slice(&self.server_ds(ds).to_le_bytes());
+        full.extend_from_slice(args);
+        let req = Request::Compute {
+            function,
+            args: &full,
+        };
+        match self.call(&req) {
+            Ok(Response::Computed(r)) => Ok(r),
+            Ok(other) => Err(unexpected("compute", &other)),
+            Err(e) => Err(e),
+        }
+        .map_err(|e| self.fail(e, format!("remote function {function} on data structure {ds}")))
+    }
+}
+
+impl TcpBackend {
+    /// Payload bytes one batch frame may carry: half the negotiated bound, leaving room for the
+    /// per-object framing.
+    fn frame_budget(&self) -> usize {
+        let bound = self
+            .client
+            .connections()
+            .iter()
+            .map(Connection::max_frame_body)
+            .min()
+            .unwrap_or(farmem_net::DEFAULT_MAX_BODY);
+        (bound as usize / 2).max(1)
+    }
+}
+
+impl std::fmt::Debug for TcpBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpBackend")
+            .field("addr", &self.client.addr())
+            .field("namespace", &self.namespace)
+            .field("connections", &self.client.connections().len())
+            .field("green_relay", &!self.relays.is_empty())
+            .finish()
+    }
+}
+
+/// A prefetch read on the wire.
+struct InFlightRead {
+    pending: PendingResponse,
+    ds: u16,
+    obj: u32,
+    len: usize,
+    addr: SocketAddr,
+}
+
+impl PendingReadInner for InFlightRead {
+    fn wait(self: Box<Self>, buf: &mut [u8]) -> Result<()> {
+        let (ds, obj) = (self.ds, self.obj);
+        let ctx = |e: Error| {
+            let e = match e.kind() {
+                ErrorKind::Closed => Error::new(ErrorKind::Disconnected, e.context()),
+                _ => e,
+            };
+            e.with_context(format!("TCP far memory at {}: prefetching object ({ds}, {obj})", self.addr))
+        };
+        if buf.len() != self.len {
+            return Err(Error::invalid(format!(
+                "prefetch of object ({ds}, {obj}) was issued for {} bytes, collected into {}",
+                self.len,
+                buf.len()
+            )));
+        }
+        match self.pending.wait().map_err(ctx)? {
+            Response::Object(o) => copy_object(ds, obj, o, buf).map_err(ctx),
+            other => Err(ctx(unexpected("read", &other))),
+        }
+    }
+}
+
+/// Where a relay thread leaves one green thread's response.
+struct RelaySlot {
+    state: Mutex<RelayState>,
+}
+
+struct RelayState {
+    result: Option<Result<Response>>,
+    waiter: Option<Unparker>,
+}
+
+struct RelayJob {
+    pending: PendingResponse,
+    slot: Arc<RelaySlot>,
+}
+
+/// A relay thread: waits on queued responses in submission order and wakes their green threads.
+/// Exits when the backend (every sender) is gone.
+fn relay_loop(jobs: Receiver<RelayJob>) {
+    while let Ok(job) = jobs.recv() {
+        let result = job.pending.wait();
+        let waiter = {
+            let mut s = job.slot.state.lock().unwrap_or_else(|p| p.into_inner());
+            s.result = Some(result);
+            s.waiter.take()
+        };
+        if let Some(w) = waiter {
+            w.unpark();
+        }
+    }
+}
+
+/// Hands `pending` to the relay and parks the calling green thread until its response is in.
+fn relayed_wait(relay: &Mutex<Sender<RelayJob>>, pending: PendingResponse) -> Result<Response> {
+    let slot = Arc::new(RelaySlot {
+        state: Mutex::new(RelayState {
+            result: None,
+            waiter: None,
+        }),
+    });
+    let job = RelayJob {
+        pending,
+        slot: Arc::clone(&slot),
+    };
+    let sent = relay.lock().unwrap_or_else(|p| p.into_inner()).send(job);
+    if let Err(back) = sent {
+        // The relay thread is gone (it cannot be while the backend lives, but never hang).
+        return back.0.pending.wait();
+    }
+    loop {
+        {
+            // The relay's poisoned lock still holds a consistent slot: recover it.
+            let mut s = slot.state.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(r) = s.result.take() {
+                return r;
+            }
+            s.waiter = Some(current_unparker());
+        }
+        park_timeout(RELAY_TICK);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespaces_are_distinct_and_fit_48_bits() {
+        let a = fresh_namespace();
+        let b = fresh_namespace();
+        assert_ne!(a, b);
+        assert!(a <= MAX_NAMESPACE && b <= MAX_NAMESPACE);
+    }
+
+    #[test]
+    fn copy_object_checks_size_and_presence() {
+        let mut buf = [0u8; 4];
+        copy_object(1, 2, Some(vec![1, 2, 3, 4]), &mut buf).unwrap();
+        assert_eq!(buf, [1, 2, 3, 4]);
+        let e = copy_object(1, 2, Some(vec![1]), &mut buf).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        assert!(e.context().contains("1 bytes"), "{e}");
+        assert_eq!(copy_object(1, 2, None, &mut buf).unwrap_err().kind(), ErrorKind::NotFound);
+    }
+}
