@@ -136,7 +136,11 @@ pub struct TcpBackend {
 
 impl TcpBackend {
     /// Connects `connections` connections to the server at `addr` with `token`.
-    pub fn connect(addr: impl Into<String>, token: impl Into<Vec<u8>>, connections: usize) -> Result<TcpBackend> {
+    pub fn connect(
+        addr: impl Into<String>,
+        token: impl Into<Vec<u8>>,
+        connections: usize,
+    ) -> Result<TcpBackend> {
         let mut config = TcpBackendConfig::new(addr, token);
         config.connections = connections;
         TcpBackend::with_config(&config)
@@ -156,8 +160,9 @@ impl TcpBackend {
         let client_config = ClientConfig::new(config.token.clone())
             .with_connections(config.connections)
             .with_request_timeout(config.request_timeout);
-        let client = Client::connect(config.addr.as_str(), &client_config)
-            .map_err(|e| e.with_context(format!("TCP far memory: connecting to {}", config.addr)))?;
+        let client = Client::connect(config.addr.as_str(), &client_config).map_err(|e| {
+            e.with_context(format!("TCP far memory: connecting to {}", config.addr))
+        })?;
         let mut relays = Vec::new();
         if config.green_relay {
             for i in 0..client.connections().len() {
@@ -172,7 +177,9 @@ impl TcpBackend {
         Ok(TcpBackend {
             client,
             namespace,
-            created: (0..(1usize << 16) / 64).map(|_| AtomicU64::new(0)).collect(),
+            created: (0..(1usize << 16) / 64)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
             relays,
             next: AtomicUsize::new(0),
         })
@@ -309,7 +316,12 @@ impl Backend for TcpBackend {
             Ok(other) => Err(unexpected("write", &other)),
             Err(e) => Err(e),
         }
-        .map_err(|e| self.fail(e, format!("writing object ({ds}, {obj}) of {} bytes", data.len())))
+        .map_err(|e| {
+            self.fail(
+                e,
+                format!("writing object ({ds}, {obj}) of {} bytes", data.len()),
+            )
+        })
     }
 
     fn remove(&self, ds: u16, obj: u32) -> Result<()> {
@@ -357,7 +369,12 @@ impl Backend for TcpBackend {
                 ds: self.server_ds(ds),
                 objects: reqs[a..b].iter().map(|r| u64::from(r.obj)).collect(),
             };
-            pending.push(self.pick().1.submit(&req).map_err(|e| self.fail(e, "submitting a batch read"))?);
+            pending.push(
+                self.pick()
+                    .1
+                    .submit(&req)
+                    .map_err(|e| self.fail(e, "submitting a batch read"))?,
+            );
         }
         for (p, &(a, b)) in pending.into_iter().zip(&groups) {
             match p.wait() {
@@ -392,10 +409,19 @@ impl Backend for TcpBackend {
             self.ensure_created(ds)?;
             let req = Request::WriteBatch {
                 ds: self.server_ds(ds),
-                objects: reqs[start..end].iter().map(|r| (u64::from(r.obj), r.data)).collect(),
+                objects: reqs[start..end]
+                    .iter()
+                    .map(|r| (u64::from(r.obj), r.data))
+                    .collect(),
             };
             let n = end - start;
-            pending.push((n, self.pick().1.submit(&req).map_err(|e| self.fail(e, "submitting a batch write"))?));
+            pending.push((
+                n,
+                self.pick()
+                    .1
+                    .submit(&req)
+                    .map_err(|e| self.fail(e, "submitting a batch write"))?,
+            ));
             start = end;
         }
         let mut first_err = None;
@@ -448,7 +474,12 @@ impl Backend for TcpBackend {
             Ok(other) => Err(unexpected("compute", &other)),
             Err(e) => Err(e),
         }
-        .map_err(|e| self.fail(e, format!("remote function {function} on data structure {ds}")))
+        .map_err(|e| {
+            self.fail(
+                e,
+                format!("remote function {function} on data structure {ds}"),
+            )
+        })
     }
 }
 
@@ -495,7 +526,10 @@ impl PendingReadInner for InFlightRead {
                 ErrorKind::Closed => Error::new(ErrorKind::Disconnected, e.context()),
                 _ => e,
             };
-            e.with_context(format!("TCP far memory at {}: prefetching object ({ds}, {obj})", self.addr))
+            e.with_context(format!(
+                "TCP far memory at {}: prefetching object ({ds}, {obj})",
+                self.addr
+            ))
         };
         if buf.len() != self.len {
             return Err(Error::invalid(format!(
@@ -592,6 +626,9 @@ mod tests {
         let e = copy_object(1, 2, Some(vec![1]), &mut buf).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidArgument);
         assert!(e.context().contains("1 bytes"), "{e}");
-        assert_eq!(copy_object(1, 2, None, &mut buf).unwrap_err().kind(), ErrorKind::NotFound);
+        assert_eq!(
+            copy_object(1, 2, None, &mut buf).unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
     }
 }

@@ -54,7 +54,11 @@ fn remarray_and_remvec_match_vec_over_tcp() {
             arr.set(i, v, &scope).unwrap();
             model[i] = v;
         } else {
-            assert_eq!(*arr.get(i, &scope).unwrap(), model[i], "element {i} at step {step}");
+            assert_eq!(
+                *arr.get(i, &scope).unwrap(),
+                model[i],
+                "element {i} at step {step}"
+            );
         }
         if step % 64 == 0 {
             scope.renew();
@@ -78,13 +82,23 @@ fn remarray_and_remvec_match_vec_over_tcp() {
     drop(scope);
 
     let m = fm.metrics();
-    assert!(m.misses > 0 && m.bytes_written_back > 0, "data went over TCP: {m:?}");
-    assert!(m.prefetches_issued > 0, "prefetcher issued reads through the backend: {m:?}");
+    assert!(
+        m.misses > 0 && m.bytes_written_back > 0,
+        "data went over TCP: {m:?}"
+    );
+    assert!(
+        m.prefetches_issued > 0,
+        "prefetcher issued reads through the backend: {m:?}"
+    );
     assert!(fm.take_error().is_none());
     assert!(srv.stats().objects > 0);
     drop((arr, v));
     drop(fm);
-    assert_eq!(srv.stats().objects, 0, "dropped containers removed their objects");
+    assert_eq!(
+        srv.stats().objects,
+        0,
+        "dropped containers removed their objects"
+    );
     srv.shutdown();
 }
 
@@ -119,7 +133,10 @@ fn backend_ops_batches_and_errors() {
     let srv = server(16 << 20);
     let b = tcp(&srv);
     let mut buf = [0u8; 8];
-    assert_eq!(b.read(3, 1, &mut buf).unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(
+        b.read(3, 1, &mut buf).unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
     b.remove(3, 1).unwrap();
     b.write(3, 1, &[1; 8]).unwrap();
     b.read(3, 1, &mut buf).unwrap();
@@ -128,20 +145,31 @@ fn backend_ops_batches_and_errors() {
     assert_eq!(e.kind(), ErrorKind::NotFound);
     assert!(e.context().contains(&srv.addr().to_string()), "{e}");
     let mut short = [0u8; 4];
-    assert_eq!(b.read(3, 1, &mut short).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(
+        b.read(3, 1, &mut short).unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
 
     let data: Vec<Vec<u8>> = (0..40u8).map(|k| vec![k; 100]).collect();
     let writes: Vec<WriteRequest<'_>> = data
         .iter()
         .enumerate()
-        .map(|(k, d)| WriteRequest { ds: (k % 3) as u16 + 10, obj: k as u32, data: d })
+        .map(|(k, d)| WriteRequest {
+            ds: (k % 3) as u16 + 10,
+            obj: k as u32,
+            data: d,
+        })
         .collect();
     b.write_batch(&writes).unwrap();
     let mut out: Vec<Vec<u8>> = vec![vec![0u8; 100]; 40];
     let mut reads: Vec<ReadRequest<'_>> = out
         .iter_mut()
         .enumerate()
-        .map(|(k, buf)| ReadRequest { ds: (k % 3) as u16 + 10, obj: k as u32, buf })
+        .map(|(k, buf)| ReadRequest {
+            ds: (k % 3) as u16 + 10,
+            obj: k as u32,
+            buf,
+        })
         .collect();
     b.read_batch(&mut reads).unwrap();
     drop(reads);
@@ -151,13 +179,23 @@ fn backend_ops_batches_and_errors() {
     p.wait(&mut one).unwrap();
     assert_eq!(one, vec![3u8; 100]);
     b.remove(10, 3).unwrap();
-    assert_eq!(b.issue_read(10, 3, 100).unwrap().wait(&mut one).unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(
+        b.issue_read(10, 3, 100)
+            .unwrap()
+            .wait(&mut one)
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound
+    );
 
     let e = TcpBackend::connect(srv.addr().to_string(), "wrong-token", 1).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Auth, "{e}");
     let mut bad = TcpBackendConfig::new(srv.addr().to_string(), TOKEN);
     bad.namespace = Some(1 << 50);
-    assert_eq!(TcpBackend::with_config(&bad).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(
+        TcpBackend::with_config(&bad).unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
     srv.shutdown();
 }
 
@@ -198,7 +236,8 @@ fn green_threads_fetch(relay: bool) {
         .prefetch_depth(0)
         .build()
         .unwrap();
-    let fm = Arc::new(FarMemory::new(config, Arc::new(TcpBackend::with_config(&c).unwrap())).unwrap());
+    let fm =
+        Arc::new(FarMemory::new(config, Arc::new(TcpBackend::with_config(&c).unwrap())).unwrap());
     let n = 512 * 1024; // 4 MiB over 1 MiB local
     let mut arr = fm.array::<u64>(n).unwrap();
     {

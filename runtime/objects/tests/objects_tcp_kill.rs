@@ -62,7 +62,10 @@ fn run_until_failure(
         }
         i += 4099;
         s.renew();
-        assert!(i < 1 << 30, "accesses kept succeeding after the server died");
+        assert!(
+            i < 1 << 30,
+            "accesses kept succeeding after the server died"
+        );
     }
 }
 
@@ -76,7 +79,9 @@ fn watchdog<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
             worker.join().unwrap();
             v
         }
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("hung for {WATCHDOG:?} after the server died"),
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            panic!("hung for {WATCHDOG:?} after the server died")
+        }
         Err(mpsc::RecvTimeoutError::Disconnected) => match worker.join() {
             Err(p) => std::panic::resume_unwind(p),
             Ok(()) => panic!("worker ended without a result"),
@@ -98,7 +103,10 @@ fn embedded_server_shut_down_mid_run_gives_disconnected() {
         t.join().unwrap()
     });
     assert_eq!(kind, ErrorKind::Disconnected, "{msg}");
-    assert!(msg.contains("TCP far memory at"), "the message names the server: {msg}");
+    assert!(
+        msg.contains("TCP far memory at"),
+        "the message names the server: {msg}"
+    );
 }
 
 /// `target/<profile>/farmem-server`, if built: the test executable is `target/<profile>/deps/…`.
@@ -120,13 +128,21 @@ fn server_process_killed_mid_run_gives_disconnected() {
     let token = std::env::temp_dir().join(format!("objects-tcp-kill-{}.token", std::process::id()));
     std::fs::write(&token, TOKEN).unwrap();
     let mut child = Command::new(&bin)
-        .args(["--listen", "127.0.0.1:0", "--capacity", "64MiB", "--token-file"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--capacity",
+            "64MiB",
+            "--token-file",
+        ])
         .arg(&token)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     let _ = std::fs::remove_file(&token);
     let addr = line
         .trim()
