@@ -1,5 +1,5 @@
 //! `farmem-bench <scenario> [options]`: runs one scenario side by side with its baselines and
-//! prints a table, then one line `RESULT {json}`. `farmem-bench list` names the scenarios.
+//! prints a table, then one line `RESULT {json}`. `farmem-bench --list` names the scenarios.
 
 use std::process::ExitCode;
 
@@ -7,7 +7,7 @@ use farmem_benches::scenarios::ALL;
 
 fn usage() -> String {
     let mut s = String::from(
-        "usage: farmem-bench <scenario> [options]   (or: farmem-bench list)\n\nscenarios:\n",
+        "usage: farmem-bench <scenario> [options]   (or: farmem-bench --list)\n\nscenarios:\n",
     );
     for sc in ALL {
         s.push_str(&format!("  {:<12} {}\n", sc.name, sc.about));
@@ -22,7 +22,7 @@ fn main() -> ExitCode {
         eprint!("{}", usage());
         return ExitCode::from(2);
     };
-    if name == "list" || name == "--help" || name == "-h" {
+    if name == "--list" || name == "--help" || name == "-h" {
         print!("{}", usage());
         return ExitCode::SUCCESS;
     }

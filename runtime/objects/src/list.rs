@@ -24,7 +24,10 @@
 //!
 //! - Every span has `1 <= len` and `start + len <= cap`; slots outside `start..start + len` hold
 //!   stale data and are never read. An emptied chunk leaves the index at once and its object id
-//!   goes to a free list for reuse (its far object is kept until the list is dropped).
+//!   goes to a free list for reuse (its far object is kept until the list is dropped). After an
+//!   erasure inside the list, two neighbours that together fill at most half a chunk are merged
+//!   (when their slots allow it without shifting), so erasures do not leave long runs of sparse
+//!   chunks.
 //! - `len` is the sum of the spans' lengths.
 //! - Writes go through the pointer word's write path (`DIRTY` set before the write), so the
 //!   evacuator never loses them; every mutation takes `&mut self`.
@@ -148,7 +151,10 @@ impl<T: Pod> RemList<T> {
     /// Chunk `obj` dereferenced for a write of several slots; on a shortage of local memory the
     /// scope is renewed (see the module note) and the dereference waits for the evacuator.
     fn chunk_for_write(&self, obj: u32, scope: &mut DerefScope<'_>) -> Result<*mut T> {
-        match self.core.chunk_ptr(obj as usize, scope, Access::WriteOrFail) {
+        match self
+            .core
+            .chunk_ptr(obj as usize, scope, Access::WriteOrFail)
+        {
             Err(e) if e.kind() == ErrorKind::OutOfLocalMemory => {
                 scope.renew();
                 self.core.chunk_ptr(obj as usize, scope, Access::Write)
@@ -232,7 +238,11 @@ impl<T: Pod> RemList<T> {
                     self.free.push(obj);
                     return Err(e);
                 }
-                self.spans.push_back(Span { obj, start: 0, len: 1 });
+                self.spans.push_back(Span {
+                    obj,
+                    start: 0,
+                    len: 1,
+                });
             }
         }
         self.len += 1;
@@ -318,7 +328,7 @@ impl<T: Pod> RemList<T> {
             return Err(out_of_bounds(i, self.len));
         }
         let (k, o) = self.locate(i);
-        self.remove_at(k, o, scope)
+        self.remove_at(k, o, scope).map(|(v, _)| v)
     }
 
     /// A cursor at element `i`, or at the end (past the last element) when `i == len`.
@@ -374,7 +384,14 @@ impl<T: Pod> RemList<T> {
                     return Err(e);
                 }
                 let at = k + o;
-                self.spans.insert(at, Span { obj, start: 0, len: 1 });
+                self.spans.insert(
+                    at,
+                    Span {
+                        obj,
+                        start: 0,
+                        len: 1,
+                    },
+                );
                 self.len += 1;
                 return Ok((at, 0));
             }
@@ -447,9 +464,15 @@ impl<T: Pod> RemList<T> {
         Ok(h)
     }
 
-    /// Removes the element at offset `o` of chunk `k`. Afterwards the element that followed
-    /// it is at (`k`, `o`), or at the start of the next chunk.
-    fn remove_at(&mut self, k: usize, o: usize, scope: &mut DerefScope<'_>) -> Result<T> {
+    /// Removes the element at offset `o` of chunk `k`; returns it and the position of the
+    /// element that followed it (possibly one past the end of its chunk: normalise it).
+    fn remove_at(
+        &mut self,
+        k: usize,
+        o: usize,
+        scope: &mut DerefScope<'_>,
+    ) -> Result<(T, (usize, usize))> {
+        let mut follower = (k, o);
         let s = self.spans[k];
         let v = *self.read_slot(s, o, scope)?;
         let (start, len) = (s.start as usize, s.len as usize);
@@ -477,9 +500,64 @@ impl<T: Pod> RemList<T> {
             self.free.push(s.obj);
         } else {
             self.spans[k] = new;
+            // Best effort: a failed merge leaves both chunks as they were, and the element is
+            // already removed, so its value must reach the caller.
+            if !matches!(self.merge_with_next(k, scope), Ok(true)) && k > 0 {
+                let before = self.spans[k - 1].len as usize;
+                if matches!(self.merge_with_next(k - 1, scope), Ok(true)) {
+                    follower = (k - 1, before + o);
+                }
+            }
         }
         self.len -= 1;
-        Ok(v)
+        Ok((v, follower))
+    }
+
+    /// Merges chunks `k` and `k + 1` into one when together they fill at most half a chunk and
+    /// the slots allow it without shifting (erasures in the middle would otherwise leave many
+    /// sparse chunks); returns whether it did. The merged chunk holds chunk `k`'s elements, then
+    /// chunk `k + 1`'s, at index `k`.
+    fn merge_with_next(&mut self, k: usize, scope: &mut DerefScope<'_>) -> Result<bool> {
+        let cap = self.chunk_len();
+        let (Some(&a), Some(&b)) = (self.spans.get(k), self.spans.get(k + 1)) else {
+            return Ok(false);
+        };
+        let (alen, blen) = (a.len as usize, b.len as usize);
+        if alen + blen > cap / 2 {
+            return Ok(false);
+        }
+        // Move `b` behind `a`'s end, or `a` before `b`'s start, whichever fits.
+        let append = a.start as usize + alen + blen <= cap;
+        let (from, into, dest_slot) = if append {
+            (b, a, a.start as usize + alen)
+        } else if b.start as usize >= alen {
+            (a, b, b.start as usize - alen)
+        } else {
+            return Ok(false);
+        };
+        let moved: Vec<T> = {
+            let p = self
+                .core
+                .chunk_ptr(from.obj as usize, scope, Access::Read)?;
+            // SAFETY: slots `start .. start + len` of chunk `from`, valid while `scope` lives;
+            // copied out at once.
+            unsafe { std::slice::from_raw_parts(p.add(from.start as usize), from.len as usize) }
+                .to_vec()
+        };
+        let q = self.chunk_for_write(into.obj, scope)?;
+        // SAFETY: `q` is chunk `into`'s data, dereferenced for a write and valid while `scope`
+        // lives; `dest_slot .. dest_slot + moved.len()` is inside the chunk and disjoint from its
+        // used slots (checked above); `moved` is a separate local buffer.
+        unsafe { std::ptr::copy_nonoverlapping(moved.as_ptr(), q.add(dest_slot), moved.len()) };
+        let merged = Span {
+            obj: into.obj,
+            start: if append { a.start } else { dest_slot as u32 },
+            len: (alen + blen) as u32,
+        };
+        self.spans[k] = merged;
+        self.spans.remove(k + 1);
+        self.free.push(from.obj);
+        Ok(true)
     }
 
     /// How many chunks iteration reads ahead (the configured prefetch depth).
@@ -507,11 +585,30 @@ impl<T: Pod> RemList<T> {
         Ok(Some(pending))
     }
 
-    /// Waits for a read-ahead into `buf` and returns the chunk's `cap` slots.
+    /// Sizes `buf` to one chunk object (once: re-zeroing it per chunk would cost a memset each).
+    fn size_chunk_buf(&self, buf: &mut Vec<u64>) {
+        let words = self.core.table.object_bytes / 8;
+        if buf.len() != words {
+            buf.clear();
+            buf.resize(words, 0);
+        }
+    }
+
+    /// `buf` viewed as chunk slots: at most `cap`, as many as its bytes hold.
+    fn slots<'b>(&self, buf: &'b [u64]) -> &'b [T] {
+        let n = self
+            .chunk_len()
+            .min(buf.len() * 8 / std::mem::size_of::<T>());
+        // SAFETY: `n` elements fit in the buffer's bytes, which are initialised; the buffer is
+        // 8-aligned (`align_of::<T>() <= 8`, checked by `Chunks::new`); `T: Pod` accepts any
+        // bits.
+        unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<T>(), n) }
+    }
+
+    /// Waits for a read-ahead into `buf` (sized here) and returns the chunk's slots.
     fn wait_chunk<'b>(&self, pending: PendingRead, buf: &'b mut Vec<u64>) -> Result<&'b [T]> {
-        let bytes = self.core.table.object_bytes;
-        buf.clear();
-        buf.resize(bytes / 8, 0);
+        self.size_chunk_buf(buf);
+        let bytes = buf.len() * 8;
         // SAFETY: `buf` holds `bytes` initialised bytes; viewing `u64`s as bytes is always valid.
         let raw = unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u8>(), bytes) };
         pending.wait(raw)?;
@@ -520,10 +617,7 @@ impl<T: Pod> RemList<T> {
         Counters::add(&c.prefetches_used, 1);
         Counters::add(&c.uncached_reads, 1);
         Counters::add(&c.bytes_fetched, bytes as u64);
-        // SAFETY: the object holds `cap` elements (`cap * size_of::<T>() <= bytes`); the buffer
-        // is 8-aligned (`align_of::<T>() <= 8`, checked by `Chunks::new`); `T: Pod` accepts any
-        // bits.
-        Ok(unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<T>(), self.chunk_len()) })
+        Ok(self.slots(buf))
     }
 
     /// Calls `f` with the elements of every chunk in list order, reading remote chunks ahead
@@ -577,10 +671,10 @@ impl<T: Pod> RemList<T> {
         ListIter {
             list: self,
             k: 0,
-            chunk: Vec::new(),
-            o: 0,
-            ahead: ReadAhead::new(self.read_ahead_depth()),
             raw: Vec::new(),
+            lo: 0,
+            hi: 0,
+            ahead: ReadAhead::new(self.read_ahead_depth()),
             failed: false,
         }
     }
@@ -635,11 +729,11 @@ pub struct ListIter<'a, T: Pod> {
     list: &'a RemList<T>,
     /// The next chunk to load.
     k: usize,
-    /// The current chunk's elements and the next one to yield.
-    chunk: Vec<T>,
-    o: usize,
-    ahead: ReadAhead,
+    /// The current chunk's slots (a copy) and the range of them still to yield.
     raw: Vec<u64>,
+    lo: usize,
+    hi: usize,
+    ahead: ReadAhead,
     failed: bool,
 }
 
@@ -648,23 +742,25 @@ impl<T: Pod> ListIter<'_, T> {
         let list = self.list;
         let s = list.spans[self.k];
         let (start, end) = (s.start as usize, (s.start + s.len) as usize);
-        self.chunk.clear();
         match self.ahead.take(list, self.k)? {
             Some(pending) => {
-                let xs = list.wait_chunk(pending, &mut self.raw)?;
-                self.chunk.extend_from_slice(&xs[start..end]);
+                list.wait_chunk(pending, &mut self.raw)?;
             }
             None => {
+                list.size_chunk_buf(&mut self.raw);
                 let scope = DerefScope::enter(list.inner());
                 let p = list.core.chunk_ptr(s.obj as usize, &scope, Access::Read)?;
-                // SAFETY: slots `start..end` of the chunk, valid while `scope` lives; copied out
-                // before the scope ends.
-                let xs = unsafe { std::slice::from_raw_parts(p.add(start), end - start) };
-                self.chunk.extend_from_slice(xs);
+                // SAFETY: (1) `p`'s slots `start..end` are the chunk's elements, valid while
+                // `scope` lives, and copied out before it ends; (2) `raw` holds the whole object,
+                // so slots `start..end` of it are in bounds, 8-aligned and disjoint from `p`.
+                unsafe {
+                    let dst = self.raw.as_mut_ptr().cast::<T>();
+                    std::ptr::copy_nonoverlapping(p.add(start), dst.add(start), end - start);
+                }
             }
         }
         self.k += 1;
-        self.o = 0;
+        (self.lo, self.hi) = (start, end);
         Ok(())
     }
 }
@@ -672,12 +768,10 @@ impl<T: Pod> ListIter<'_, T> {
 impl<T: Pod> Iterator for ListIter<'_, T> {
     type Item = Result<T>;
 
+    #[inline]
     fn next(&mut self) -> Option<Result<T>> {
-        if self.failed {
-            return None;
-        }
-        while self.o == self.chunk.len() {
-            if self.k == self.list.spans.len() {
+        while self.lo == self.hi {
+            if self.failed || self.k == self.list.spans.len() {
                 return None;
             }
             if let Err(e) = self.load_next_chunk() {
@@ -685,8 +779,8 @@ impl<T: Pod> Iterator for ListIter<'_, T> {
                 return Some(Err(e));
             }
         }
-        let v = self.chunk[self.o];
-        self.o += 1;
+        let v = *self.list.slots(&self.raw).get(self.lo)?;
+        self.lo += 1;
         Some(Ok(v))
     }
 }
@@ -730,7 +824,8 @@ impl<T: Pod> CursorMut<'_, T> {
             ));
         }
         let s = self.list.spans[self.k];
-        self.list.write_slot(s.obj, s.start + self.o as u32, v, scope)
+        self.list
+            .write_slot(s.obj, s.start + self.o as u32, v, scope)
     }
 
     /// Moves to the next element (or to the end); returns `false` if already at the end.
@@ -786,7 +881,8 @@ impl<T: Pod> CursorMut<'_, T> {
         if self.is_at_end() {
             return Ok(None);
         }
-        let v = self.list.remove_at(self.k, self.o, scope)?;
+        let (v, (k, o)) = self.list.remove_at(self.k, self.o, scope)?;
+        (self.k, self.o) = (k, o);
         self.normalize();
         Ok(Some(v))
     }

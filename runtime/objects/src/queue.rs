@@ -84,7 +84,9 @@ impl<T: Pod> RemStack<T> {
 
 impl<T: Pod> std::fmt::Debug for RemStack<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RemStack").field("list", &self.list).finish()
+        f.debug_struct("RemStack")
+            .field("list", &self.list)
+            .finish()
     }
 }
 
@@ -112,7 +114,10 @@ impl<T: Pod> RemQueue<T> {
         let mut scope = DerefScope::enter(&self.inner);
         for (n, &v) in vs.iter().enumerate() {
             list.push_back(v, &scope).map_err(|e| {
-                e.with_context(format!("queue push_all: {n} of {} elements were queued", vs.len()))
+                e.with_context(format!(
+                    "queue push_all: {n} of {} elements were queued",
+                    vs.len()
+                ))
             })?;
             if n % 64 == 63 {
                 scope.renew();
@@ -173,7 +178,10 @@ impl<T: Pod> std::fmt::Debug for RemQueue<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.list.try_lock() {
             Some(list) => f.debug_struct("RemQueue").field("list", &*list).finish(),
-            None => f.debug_struct("RemQueue").field("list", &"<locked>").finish(),
+            None => f
+                .debug_struct("RemQueue")
+                .field("list", &"<locked>")
+                .finish(),
         }
     }
 }

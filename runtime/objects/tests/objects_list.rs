@@ -37,7 +37,10 @@ fn check_all(list: &RemList<u64>, model: &VecDeque<u64>, fm: &FarMemory, what: &
     assert_eq!(list.is_empty(), model.is_empty());
     let mut s = fm.scope();
     let got = list.to_vec(&mut s).unwrap();
-    assert!(got.iter().eq(model.iter()), "{what}: for_each_chunk order differs");
+    assert!(
+        got.iter().eq(model.iter()),
+        "{what}: for_each_chunk order differs"
+    );
     drop(s);
     let mut n = 0;
     for (v, m) in list.iter().zip(model.iter()) {
@@ -85,7 +88,11 @@ fn differential(prefetch_depth: usize, seed: u64) {
                 model.push_front(next);
             }
             30..=39 => assert_eq!(list.pop_back(&scope).unwrap(), model.pop_back(), "op {op}"),
-            40..=49 => assert_eq!(list.pop_front(&scope).unwrap(), model.pop_front(), "op {op}"),
+            40..=49 => assert_eq!(
+                list.pop_front(&scope).unwrap(),
+                model.pop_front(),
+                "op {op}"
+            ),
             50..=59 if !model.is_empty() => {
                 let i = rng.gen_range(0..model.len());
                 assert_eq!(*list.get(i, &scope).unwrap(), model[i], "get({i}) op {op}");
@@ -99,7 +106,11 @@ fn differential(prefetch_depth: usize, seed: u64) {
             }
             70..=76 if !model.is_empty() => {
                 let i = rng.gen_range(0..model.len());
-                assert_eq!(list.remove(i, &mut scope).unwrap(), model.remove(i).unwrap(), "op {op}");
+                assert_eq!(
+                    list.remove(i, &mut scope).unwrap(),
+                    model.remove(i).unwrap(),
+                    "op {op}"
+                );
             }
             77..=98 => {
                 // A cursor walk: a run of edits at one place (splits and merges of chunks).
@@ -202,9 +213,16 @@ fn clear_reuses_chunks_and_iter_reads_ahead() {
     assert_eq!(n, 20_000);
     let after = fm.metrics();
     let read_ahead = after.uncached_reads - before.uncached_reads;
-    assert!(read_ahead as usize > chunks, "two scans read only {read_ahead} of 2x{chunks} chunks ahead");
+    assert!(
+        read_ahead as usize > chunks,
+        "two scans read only {read_ahead} of 2x{chunks} chunks ahead"
+    );
     assert_eq!(after.prefetches_used - before.prefetches_used, read_ahead);
-    assert_eq!(after.misses - before.misses, 0, "no chunk was fetched into local memory");
+    assert_eq!(
+        after.misses - before.misses,
+        0,
+        "no chunk was fetched into local memory"
+    );
     list.clear();
     assert!(list.is_empty());
     assert_eq!(list.iter().count(), 0);
@@ -257,14 +275,21 @@ fn out_of_far_memory_is_an_error_and_leaves_the_list_intact() {
         assert!(n < 100_000, "the backend never filled up");
     };
     assert_eq!(err.kind(), ErrorKind::OutOfFarMemory, "{err}");
-    assert_eq!(list.len() as u64, n, "a failed push leaves the length alone");
+    assert_eq!(
+        list.len() as u64,
+        n,
+        "a failed push leaves the length alone"
+    );
     // A middle insert into a full chunk needs a split, hence a new chunk: also an error.
     let e = list.insert(list.len() / 2, 7, &mut scope).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::OutOfFarMemory, "{e}");
     assert_eq!(list.len() as u64, n);
     let mut all = list.to_vec(&mut scope).unwrap();
     all.sort_unstable();
-    assert!(all.iter().copied().eq(0..n), "contents survive the failures");
+    assert!(
+        all.iter().copied().eq(0..n),
+        "contents survive the failures"
+    );
     // The stack and the queue report it the same way.
     let mut st = fm.stack::<u64>().unwrap();
     assert_eq!(st.push(1).unwrap_err().kind(), ErrorKind::OutOfFarMemory);
@@ -278,8 +303,14 @@ fn bad_indices_are_invalid_argument_errors() {
     let fm = FarMemory::in_process(small_local(0), 1 << 20).unwrap();
     let mut list = fm.list::<u32>().unwrap();
     let mut s = fm.scope();
-    assert_eq!(list.get(0, &s).unwrap_err().kind(), ErrorKind::InvalidArgument);
-    assert_eq!(list.remove(0, &mut s).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(
+        list.get(0, &s).unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
+    assert_eq!(
+        list.remove(0, &mut s).unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
     let e = list.insert(1, 5, &mut s).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidArgument);
     assert!(e.context().contains("index 1"), "{e}");
@@ -288,11 +319,107 @@ fn bad_indices_are_invalid_argument_errors() {
     let mut c = list.cursor_mut(1).unwrap();
     assert!(c.is_at_end());
     assert_eq!(c.remove_current(&mut s).unwrap(), None);
-    assert_eq!(c.set_current(1, &s).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(
+        c.set_current(1, &s).unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
     assert!(!c.move_next());
     assert!(c.move_prev());
     assert_eq!(c.current(&s).unwrap().copied(), Some(5));
     // Elements too big for a region are refused at creation.
     let e = fm.list::<[u64; 2048]>().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+}
+
+#[test]
+fn erasing_most_elements_merges_sparse_chunks() {
+    let fm = FarMemory::in_process(small_local(0), 64 << 20).unwrap();
+    let mut list = fm.list::<u64>().unwrap();
+    let mut model: VecDeque<u64> = VecDeque::new();
+    let mut scope = fm.scope();
+    let cap = list.chunk_len();
+    for i in 0..(40 * cap) as u64 {
+        list.push_back(i, &scope).unwrap();
+        model.push_back(i);
+    }
+    assert_eq!(list.num_chunks(), 40);
+    // Keep every fourth element: each chunk drops to a quarter, neighbours merge.
+    let mut c = list.cursor_front_mut();
+    let mut kept = VecDeque::new();
+    let mut i = 0u64;
+    while !c.is_at_end() {
+        if i % 4 == 0 {
+            kept.push_back(*c.current(&scope).unwrap().unwrap());
+            c.move_next();
+        } else {
+            assert_eq!(c.remove_current(&mut scope).unwrap(), Some(i));
+        }
+        i += 1;
+    }
+    assert!(
+        list.num_chunks() <= 25,
+        "{} chunks left for {} elements",
+        list.num_chunks(),
+        list.len()
+    );
+    model.retain(|v| v % 4 == 0);
+    assert_eq!(kept, model);
+    assert!(list.to_vec(&mut scope).unwrap().iter().eq(model.iter()));
+    // And the list still grows and shrinks correctly afterwards.
+    list.insert(3, 99, &mut scope).unwrap();
+    model.insert(3, 99);
+    assert_eq!(
+        list.remove(10, &mut scope).unwrap(),
+        model.remove(10).unwrap()
+    );
+    drop(scope);
+    check_all(&list, &model, &fm, "after merges");
+}
+
+#[test]
+fn many_threads_scan_one_list_while_the_evacuator_runs() {
+    let fm = std::sync::Arc::new(FarMemory::in_process(small_local(8), 64 << 20).unwrap());
+    let mut list = fm.list::<u64>().unwrap();
+    let mut s = fm.scope();
+    for i in 0..INITIAL as u64 {
+        list.push_front(i, &s).unwrap();
+        if i % 64 == 0 {
+            s.renew();
+        }
+    }
+    drop(s);
+    let list = std::sync::Arc::new(list);
+    let want: u64 = (0..INITIAL as u64).sum();
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let (fm, list) = (fm.clone(), list.clone());
+            std::thread::spawn(move || {
+                for _ in 0..3 {
+                    let mut s = fm.scope();
+                    let mut sum = 0;
+                    let mut expect = INITIAL as u64;
+                    list.for_each(&mut s, |&v| {
+                        expect -= 1;
+                        assert_eq!(v, expect, "thread {t}: order");
+                        sum += v;
+                    })
+                    .unwrap();
+                    assert_eq!(sum, want, "thread {t}: for_each sum");
+                    drop(s);
+                    let sum: u64 = list.iter().map(|v| v.unwrap()).sum();
+                    assert_eq!(sum, want, "thread {t}: iter sum");
+                    // Random reads in between keep chunks moving in and out of local memory.
+                    let s = fm.scope();
+                    for k in 0..64 {
+                        let i = (k * 997 + t * 31) % INITIAL;
+                        assert_eq!(*list.get(i, &s).unwrap(), (INITIAL - 1 - i) as u64);
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert!(fm.take_error().is_none());
 }

@@ -36,7 +36,10 @@ fn run_queue(workers: usize, batch: bool) {
     let per = per_producer();
     let total = (PRODUCERS * per) as usize;
     let consumed = Arc::new(AtomicUsize::new(0));
-    let rt = farmem_sched::Runtime::builder().workers(workers).build().unwrap();
+    let rt = farmem_sched::Runtime::builder()
+        .workers(workers)
+        .build()
+        .unwrap();
     let producers: Vec<_> = (0..PRODUCERS)
         .map(|p| {
             let q = q.clone();
@@ -102,9 +105,14 @@ fn run_queue(workers: usize, batch: bool) {
     assert_eq!(q.pop().unwrap(), None);
     // Exactly the multiset that went in: every item once.
     all.sort_unstable();
-    let want: Vec<u64> = (0..PRODUCERS).flat_map(|p| (0..per).map(move |s| item(p, s))).collect();
+    let want: Vec<u64> = (0..PRODUCERS)
+        .flat_map(|p| (0..per).map(move |s| item(p, s)))
+        .collect();
     assert_eq!(all.len(), want.len(), "items lost or duplicated");
-    assert!(all == want, "the multiset of popped items differs from the pushed one");
+    assert!(
+        all == want,
+        "the multiset of popped items differs from the pushed one"
+    );
     assert!(fm.metrics().misses > 0, "the queue never left local memory");
     assert!(fm.take_error().is_none());
 }
