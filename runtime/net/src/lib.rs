@@ -62,6 +62,7 @@ pub mod compute;
 pub mod connection;
 pub mod frame;
 pub mod handshake;
+pub mod hash;
 pub mod inbound;
 pub mod message;
 pub mod opcode;

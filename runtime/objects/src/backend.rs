@@ -116,6 +116,18 @@ pub trait Backend: Send + Sync + 'static {
         Ok(PendingRead::ready(v))
     }
 
+    /// Starts reading several objects of data structure `ds`, each given as (`obj`, `len`), and
+    /// returns one handle per object in the same order (the batch prefetcher's hook). A pipelined
+    /// client sends them as one batch-read frame and lands them together, so a scan pays one
+    /// request's overhead per batch instead of per chunk. The default issues them one by one
+    /// with [`Backend::issue_read`]; on an error none of the returned handles exists.
+    fn issue_read_batch(&self, ds: u16, reads: &[(u32, usize)]) -> Result<Vec<PendingRead>> {
+        reads
+            .iter()
+            .map(|&(obj, len)| self.issue_read(ds, obj, len))
+            .collect()
+    }
+
     /// Runs the memory server's remote function `function` next to data structure `ds` (AIFM's
     /// remote agent): the function receives the server's id for `ds` (u64 little-endian)
     /// followed by `args`, and the structure is created on the server first if it does not
@@ -276,5 +288,24 @@ mod tests {
         buf = [1u8; 64];
         p.wait(&mut buf).unwrap();
         assert_eq!(buf, [0u8; 64]);
+        b.write(1, 3, &[3u8; 32]).unwrap();
+        let batch = b.issue_read_batch(1, &[(3, 32), (2, 64)]).unwrap();
+        assert_eq!(batch.len(), 2);
+        let (mut small, mut big) = ([9u8; 32], [9u8; 64]);
+        let mut it = batch.into_iter();
+        it.next().unwrap().wait(&mut small).unwrap();
+        it.next().unwrap().wait(&mut big).unwrap();
+        assert_eq!(
+            (small, big),
+            ([3u8; 32], [0u8; 64]),
+            "batch answers come in request order"
+        );
+        assert_eq!(
+            b.issue_read_batch(1, &[(2, 64), (1, 64)])
+                .err()
+                .map(|e| e.kind()),
+            Some(ErrorKind::NotFound),
+            "a missing object fails the batch"
+        );
     }
 }

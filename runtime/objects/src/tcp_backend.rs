@@ -57,7 +57,9 @@
 //!
 //! `read_batch` and `write_batch` send one frame per data structure (split to respect the frame
 //! bound), all submitted before any is waited on. [`Backend::issue_read`] submits the read and
-//! returns at once, so the prefetch thread keeps as many reads in flight as its batch holds.
+//! returns at once, so the prefetch thread keeps as many reads in flight as its batch holds;
+//! [`Backend::issue_read_batch`] sends a prefetch batch as one batch-read frame (split to the
+//! frame bound) whose response is collected once and shared by the batch's handles.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -229,9 +231,19 @@ impl TcpBackend {
         e.with_context(format!("TCP far memory at {}: {what}", self.client.addr()))
     }
 
-    /// The next live connection (round robin) and its index.
+    /// The connection for the next request and its index: the first live idle one, else the
+    /// next live one round robin. Idle-first keeps a lone fetcher on one warm socket (a miss
+    /// then costs the round trip of one connection, not of alternating sockets whose reader
+    /// side went cold), while concurrent callers and batches still spread over the pool.
     fn pick(&self) -> (usize, &Connection) {
         let conns = self.client.connections();
+        if let Some((i, c)) = conns
+            .iter()
+            .enumerate()
+            .find(|(_, c)| c.in_flight() == 0 && !c.is_dead())
+        {
+            return (i, c);
+        }
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         for k in 0..conns.len() {
             let i = (start + k) % conns.len();
@@ -460,6 +472,58 @@ impl Backend for TcpBackend {
         })))
     }
 
+    fn issue_read_batch(&self, ds: u16, reads: &[(u32, usize)]) -> Result<Vec<PendingRead>> {
+        let Some(&(first, _)) = reads.first() else {
+            return Ok(Vec::new());
+        };
+        if !self.is_created(ds) {
+            return Err(self.fail(not_found(ds, first), "batch prefetch"));
+        }
+        // One batch-read frame per run that fits the frame budget, each landed once and shared
+        // by its objects' handles.
+        let budget = self.frame_budget();
+        let mut out = Vec::with_capacity(reads.len());
+        let mut start = 0;
+        while start < reads.len() {
+            let mut end = start;
+            let mut bytes = 0usize;
+            while end < reads.len() && (end == start || bytes + reads[end].1 + 16 <= budget) {
+                bytes += reads[end].1 + 16;
+                end += 1;
+            }
+            let group = &reads[start..end];
+            let req = Request::ReadBatch {
+                ds: self.server_ds(ds),
+                objects: group.iter().map(|&(obj, _)| u64::from(obj)).collect(),
+            };
+            let pending = self.pick().1.submit(&req).map_err(|e| {
+                self.fail(
+                    e,
+                    format!("issuing a batch read of {} objects of {ds}", group.len()),
+                )
+            })?;
+            let landing = Arc::new(BatchLanding {
+                state: Mutex::new(LandingState {
+                    pending: Some(pending),
+                    landed: None,
+                }),
+                expected: group.len(),
+            });
+            for (index, &(obj, len)) in group.iter().enumerate() {
+                out.push(PendingRead::new(Box::new(BatchedRead {
+                    landing: Arc::clone(&landing),
+                    index,
+                    ds,
+                    obj,
+                    len,
+                    addr: self.client.addr(),
+                })));
+            }
+            start = end;
+        }
+        Ok(out)
+    }
+
     fn compute(&self, ds: u16, function: &str, args: &[u8]) -> Result<Vec<u8>> {
         self.ensure_created(ds)?;
         let mut full = Vec::with_capacity(8 + args.len());
@@ -542,6 +606,75 @@ impl PendingReadInner for InFlightRead {
             Response::Object(o) => copy_object(ds, obj, o, buf).map_err(ctx),
             other => Err(ctx(unexpected("read", &other))),
         }
+    }
+}
+
+/// One batch-read frame on the wire, shared by the handles of its objects: the first handle
+/// waited on collects the response, every handle then takes its own object out of it.
+struct BatchLanding {
+    state: Mutex<LandingState>,
+    /// Objects asked for (the answer must list as many).
+    expected: usize,
+}
+
+struct LandingState {
+    /// The response still to collect (`None` once collected).
+    pending: Option<PendingResponse>,
+    /// The collected answer: one slot per object, taken by its handle.
+    landed: Option<Result<Vec<Option<Vec<u8>>>>>,
+}
+
+/// One object of a batch prefetch.
+struct BatchedRead {
+    landing: Arc<BatchLanding>,
+    index: usize,
+    ds: u16,
+    obj: u32,
+    len: usize,
+    addr: SocketAddr,
+}
+
+impl PendingReadInner for BatchedRead {
+    fn wait(self: Box<Self>, buf: &mut [u8]) -> Result<()> {
+        let (ds, obj) = (self.ds, self.obj);
+        let ctx = |e: Error| {
+            let e = match e.kind() {
+                ErrorKind::Closed => Error::new(ErrorKind::Disconnected, e.context()),
+                _ => e,
+            };
+            e.with_context(format!(
+                "TCP far memory at {}: batch-prefetching object ({ds}, {obj})",
+                self.addr
+            ))
+        };
+        if buf.len() != self.len {
+            return Err(Error::invalid(format!(
+                "prefetch of object ({ds}, {obj}) was issued for {} bytes, collected into {}",
+                self.len,
+                buf.len()
+            )));
+        }
+        // The waits of one batch come from one thread in order, so holding the lock across the
+        // collection blocks nobody else; a poisoned lock still holds a consistent state.
+        let mut state = self.landing.state.lock().unwrap_or_else(|p| p.into_inner());
+        if state.landed.is_none() {
+            let landed = match state.pending.take() {
+                Some(p) => match p.wait() {
+                    Ok(Response::Objects(list)) if list.len() == self.landing.expected => Ok(list),
+                    Ok(other) => Err(unexpected("read-batch", &other)),
+                    Err(e) => Err(e),
+                },
+                None => Err(Error::internal("a batch read was collected twice")),
+            };
+            state.landed = Some(landed);
+        }
+        let found = match state.landed.as_mut() {
+            Some(Ok(list)) => list.get_mut(self.index).and_then(Option::take),
+            Some(Err(e)) => return Err(ctx(e.clone())),
+            None => return Err(ctx(Error::internal("a batch read landed nothing"))),
+        };
+        drop(state);
+        copy_object(ds, obj, found, buf).map_err(ctx)
     }
 }
 

@@ -39,20 +39,32 @@ fn differential_against_std_hashmap_with_a_small_cache() {
         let u: f64 = rng.gen();
         let k = (u * u * keys as f64) as u64;
         match rng.gen_range(0..100) {
-            0..=49 => assert_eq!(map.get(&k).unwrap(), model.get(&k).cloned(), "get {k} at {step}"),
+            0..=49 => assert_eq!(
+                map.get(&k).unwrap(),
+                model.get(&k).cloned(),
+                "get {k} at {step}"
+            ),
             50..=79 => {
                 let v: Vec<u8> = (0..rng.gen_range(50..150)).map(|_| rng.gen()).collect();
                 let new = map.put(&k, &v).unwrap();
                 assert_eq!(new, model.insert(k, v).is_none(), "put {k} at {step}");
             }
             80..=96 => {
-                assert_eq!(map.remove(&k).unwrap(), model.remove(&k).is_some(), "remove {k}");
+                assert_eq!(
+                    map.remove(&k).unwrap(),
+                    model.remove(&k).is_some(),
+                    "remove {k}"
+                );
             }
             _ => assert_eq!(map.len().unwrap(), model.len() as u64, "len at {step}"),
         }
     }
     for k in 0..keys {
-        assert_eq!(map.get(&k).unwrap(), model.get(&k).cloned(), "final get {k}");
+        assert_eq!(
+            map.get(&k).unwrap(),
+            model.get(&k).cloned(),
+            "final get {k}"
+        );
     }
     let stats = map.cache_stats();
     assert!(stats.hits > 0 && stats.misses > 0, "{stats:?}");
@@ -78,13 +90,18 @@ fn string_keys_pod_values_and_a_far_memory_constructor() {
     let map = fm.hash_map::<String, [u64; 4]>(4 << 10).unwrap();
     let a = fm.hash_map::<String, [u64; 4]>(4 << 10).unwrap();
     for i in 0..200u64 {
-        assert!(map.put(&format!("key-{i}"), &[i, i + 1, i + 2, i + 3]).unwrap());
+        assert!(map
+            .put(&format!("key-{i}"), &[i, i + 1, i + 2, i + 3])
+            .unwrap());
     }
     // Two maps on one backend are separate.
     assert_eq!(a.len().unwrap(), 0);
     assert_eq!(a.get(&"key-1".to_string()).unwrap(), None);
     for i in 0..200u64 {
-        assert_eq!(map.get(&format!("key-{i}")).unwrap(), Some([i, i + 1, i + 2, i + 3]));
+        assert_eq!(
+            map.get(&format!("key-{i}")).unwrap(),
+            Some([i, i + 1, i + 2, i + 3])
+        );
     }
     assert!(map.contains_key(&"key-7".to_string()).unwrap());
     assert!(!map.contains_key(&"nope".to_string()).unwrap());
@@ -140,12 +157,47 @@ fn concurrent_green_threads_read_write_and_remove() {
 }
 
 #[test]
+fn uncached_misses_from_many_green_threads_share_round_trips() {
+    // No cache: every get is a miss, so the combiner batches, hands the lead on and answers
+    // every waiter with its own key's value.
+    let srv = server(64 << 20);
+    let map: RemHashMap<u64, u64> = RemHashMap::new(tcp(&srv, true), 0).unwrap();
+    for k in 0..500u64 {
+        map.put(&k, &(k ^ 0xabcd)).unwrap();
+    }
+    let rt = farmem_sched::Runtime::builder().workers(2).build().unwrap();
+    let handles: Vec<_> = (0..48u64)
+        .map(|t| {
+            let map = map.clone();
+            rt.spawn(move || {
+                for i in 0..150u64 {
+                    let k = (t * 131 + i * 7) % 600; // keys 500.. are absent
+                    let want = (k < 500).then_some(k ^ 0xabcd);
+                    assert_eq!(map.get(&k).unwrap(), want, "key {k}");
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let stats = map.cache_stats();
+    assert_eq!(stats.hits, 0);
+    assert_eq!(stats.misses, 48 * 150);
+    assert!(
+        stats.miss_batches >= 1 && stats.miss_batches <= stats.misses,
+        "{stats:?}"
+    );
+    assert_eq!(stats.entries, 0);
+}
+
+#[test]
 fn grows_from_1k_while_readers_verify() {
-    // 1k → 40k entries in the default (debug CI) run, 1k → 10M with FARMEM_STRESS=1.
+    // 1k → 60k entries in the default (debug CI) run, 1k → 10M with FARMEM_STRESS=1.
     let target: u64 = if std::env::var_os("FARMEM_STRESS").is_some() {
         10_000_000
     } else {
-        40_000
+        60_000
     };
     let srv = server(8 << 30);
     let map: RemHashMap<u64, u64> = RemHashMap::new(tcp(&srv, false), 64 << 10).unwrap();
@@ -155,7 +207,8 @@ fn grows_from_1k_while_readers_verify() {
     }
     let writers = 4u64;
     // progress[w]: writer w has inserted every key w, w + writers, ... below this one.
-    let progress: Arc<Vec<AtomicU64>> = Arc::new((0..writers).map(|w| AtomicU64::new(1000 + w)).collect());
+    let progress: Arc<Vec<AtomicU64>> =
+        Arc::new((0..writers).map(|w| AtomicU64::new(1000 + w)).collect());
     let done = Arc::new(AtomicBool::new(false));
     let reads = Arc::new(AtomicU64::new(0));
     let readers: Vec<_> = (0..3u64)

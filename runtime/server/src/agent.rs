@@ -17,6 +17,7 @@
 //! | `count`   | number of objects in the data structure                                   |
 //! | `sum_u64` | wrapping sum of every object read as little-endian `u64` words           |
 //! | `column`  | args/result: `farmem_net::compute::ColumnCall` / `ColumnResult` encodings: count, sum, min, max, mean, median, unique, histogram, buckets, filter, count-where, gather, map and pairwise ops on a chunked column ([`crate::columns`]) |
+//! | `hash_index` | args/result: `farmem_net::hash` encodings: get, put, remove, len on a far-memory hash map's server-side index ([`crate::hash_index`]) |
 //!
 //! # How to add one
 //!
@@ -92,7 +93,7 @@ impl FunctionRegistry {
         FunctionRegistry::default()
     }
 
-    /// A registry holding the built-ins (`count`, `sum_u64`, `column`).
+    /// A registry holding the built-ins (`count`, `sum_u64`, `column`, `hash_index`).
     pub fn with_builtins() -> FunctionRegistry {
         let mut r = FunctionRegistry::empty();
         r.insert("count", Arc::new(count));
@@ -100,6 +101,10 @@ impl FunctionRegistry {
         r.insert(
             farmem_net::compute::COLUMN_FUNCTION,
             Arc::new(crate::columns::column),
+        );
+        r.insert(
+            farmem_net::hash::HASH_INDEX_FUNCTION,
+            Arc::new(crate::hash_index::HashIndex::new()),
         );
         r
     }

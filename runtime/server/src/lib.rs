@@ -26,6 +26,7 @@
 pub mod agent;
 pub mod columns;
 pub mod config;
+pub mod hash_index;
 pub mod server;
 mod session;
 pub mod store;

@@ -1,0 +1,311 @@
+//! `farmem-bench hashtable`: Zipf(0.99) lookups on a `RemHashMap<u64, [u64; 8]>` from many green
+//! threads, with the map's local cache at 10%, 25%, 50% and 100% of the data, against an
+//! all-local `HashMap` sharded 64 ways behind `std::sync::Mutex`es, driven by the same green
+//! threads in the same run. Target: at 25% local, ≥ 40% of the all-local throughput.
+//!
+//! "Data" is the entries' key and value bytes (72 B each); the cache bound is that fraction of
+//! it, and the cache charges its own per-entry overhead too (`ENTRY_OVERHEAD_BYTES` and the key
+//! twice), so it holds fewer entries than the fraction suggests (reported per row). The memory
+//! server runs as its own process (`--embedded`: in this process). Each fraction gets its own
+//! map (loaded by the same green threads, one `put` round trip each), a warm-up pass that fills
+//! the cache, then `--samples` timed passes interleaved with baseline passes; medians reported.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use clap::Parser;
+use farmem_objects::{Config, RemHashMap};
+use rand::SeedableRng;
+use rand_distr::{Distribution, Zipf};
+
+use super::fetch::FarServers;
+use crate::{median, ratio, Error, Report, Result, Scenario};
+
+/// The registration of this scenario.
+pub const SCENARIO: Scenario = Scenario {
+    name: "hashtable",
+    about:
+        "RemHashMap Zipf(0.99) lookups, local cache 10-100% of data, vs all-local sharded HashMap",
+    run,
+};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "farmem-bench hashtable",
+    about = "far hash map lookups vs all-local HashMap"
+)]
+struct Args {
+    /// Run the memory server in this process instead of as a child process.
+    #[arg(long)]
+    embedded: bool,
+    /// Entries in the map.
+    #[arg(long, default_value_t = 100_000)]
+    keys: u64,
+    /// Green threads issuing lookups.
+    #[arg(long, default_value_t = 64)]
+    green_threads: usize,
+    /// Workers (OS threads) of the green-thread runtime.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Lookups per green thread per sample.
+    #[arg(long, default_value_t = 4000)]
+    ops: usize,
+    /// Samples per series (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    samples: usize,
+    /// Connections to the memory server.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Local cache sizes in percent of the data.
+    #[arg(long, value_delimiter = ',', default_value = "10,25,50,100")]
+    percents: Vec<u64>,
+}
+
+type Value = [u64; 8];
+const ENTRY_DATA_BYTES: u64 = 8 + std::mem::size_of::<Value>() as u64;
+const BASELINE_SHARDS: usize = 64;
+
+fn value_of(key: u64) -> Value {
+    let mut v = [key; 8];
+    for (i, w) in v.iter_mut().enumerate().skip(1) {
+        *w = key.wrapping_mul(i as u64 + 3);
+    }
+    v
+}
+
+/// Rank r (1 = hottest) to key: an odd multiplier spreads hot keys over every shard.
+fn key_of(rank: u64) -> u64 {
+    rank.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+/// The all-local baseline: 64 `Mutex<HashMap>` shards.
+struct LocalMap {
+    shards: Vec<Mutex<HashMap<u64, Value>>>,
+}
+
+impl LocalMap {
+    fn shard(&self, key: u64) -> &Mutex<HashMap<u64, Value>> {
+        &self.shards[(key.wrapping_mul(0xff51_afd7_ed55_8ccd) >> 58) as usize % BASELINE_SHARDS]
+    }
+
+    fn get(&self, key: u64) -> Option<Value> {
+        self.shard(key).lock().ok()?.get(&key).copied()
+    }
+}
+
+/// Runs `body(thread index)` on every green thread and waits; returns the seconds it took.
+fn on_green_threads(
+    rt: &farmem_sched::Runtime,
+    threads: usize,
+    body: Arc<dyn Fn(usize) -> Result<()> + Send + Sync>,
+) -> Result<f64> {
+    let t = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|i| {
+            let body = body.clone();
+            rt.spawn(move || body(i))
+        })
+        .collect();
+    for h in handles {
+        h.join()
+            .map_err(|e| Error::internal(format!("a benchmark green thread panicked: {e:?}")))??;
+    }
+    Ok(t.elapsed().as_secs_f64())
+}
+
+fn run(args: &[String]) -> Result<Report> {
+    let args = Args::try_parse_from(args).unwrap_or_else(|e| e.exit());
+    if args.samples == 0 || args.keys < 1000 || args.green_threads == 0 || args.ops == 0 {
+        return Err(Error::invalid(
+            "--samples, --green-threads and --ops must be >= 1 and --keys >= 1000",
+        ));
+    }
+    let servers = FarServers::start(args.embedded, "4GiB")?;
+    let rt = farmem_sched::Runtime::builder()
+        .workers(args.workers)
+        .build()?;
+    let threads = args.green_threads;
+    let data_bytes = args.keys * ENTRY_DATA_BYTES;
+
+    // One Zipf(0.99) key sequence per green thread, drawn up front (sampling stays out of the
+    // timed loops of both sides).
+    let zipf = Zipf::new(args.keys, 0.99)
+        .map_err(|e| Error::invalid(format!("Zipf over {} keys: {e:?}", args.keys)))?;
+    let seqs: Arc<Vec<Vec<u64>>> = Arc::new(
+        (0..threads)
+            .map(|t| {
+                let mut rng = rand::rngs::StdRng::seed_from_u64(t as u64 + 1);
+                (0..args.ops)
+                    .map(|_| key_of(zipf.sample(&mut rng) as u64))
+                    .collect()
+            })
+            .collect(),
+    );
+
+    let local = Arc::new(LocalMap {
+        shards: (0..BASELINE_SHARDS)
+            .map(|_| Mutex::new(HashMap::new()))
+            .collect(),
+    });
+    for rank in 1..=args.keys {
+        let k = key_of(rank);
+        local
+            .shard(k)
+            .lock()
+            .map_err(|_| Error::internal("baseline shard poisoned"))?
+            .insert(k, value_of(k));
+    }
+    let local_pass = {
+        let (local, seqs) = (local.clone(), seqs.clone());
+        Arc::new(move |t: usize| -> Result<()> {
+            let mut check = 0u64;
+            for &k in &seqs[t] {
+                let v = local
+                    .get(k)
+                    .ok_or_else(|| Error::internal(format!("baseline lost {k}")))?;
+                check = check.wrapping_add(v[1]);
+            }
+            std::hint::black_box(check);
+            Ok(())
+        }) as Arc<dyn Fn(usize) -> Result<()> + Send + Sync>
+    };
+    let total_ops = (threads * args.ops) as f64;
+    on_green_threads(&rt, threads, local_pass.clone())?; // warm-up
+
+    let mut report = Report::new(
+        "hashtable",
+        &[
+            "series",
+            "cache % of data",
+            "ops/s",
+            "all-local ops/s",
+            "ratio",
+            "hit rate",
+            "misses per trip",
+            "entries cached",
+        ],
+    );
+    report.figure("server", if args.embedded { "embedded" } else { "process" });
+    report.figure("keys", args.keys);
+    report.figure("data_bytes", data_bytes);
+    report.figure("green_threads", threads as u64);
+    let mut judged = None;
+    for &pct in &args.percents {
+        let cache = (data_bytes * pct / 100) as usize;
+        let fm = servers.far_memory(
+            Config::builder()
+                .local_bytes(1 << 20)
+                .region_bytes(64 << 10)
+                .build()?,
+            args.connections,
+            true,
+        )?;
+        let map: RemHashMap<u64, Value> = fm.hash_map(cache)?;
+        let load_t = {
+            let (map, keys) = (map.clone(), args.keys);
+            let body = Arc::new(move |t: usize| -> Result<()> {
+                let mut rank = t as u64 + 1;
+                while rank <= keys {
+                    let k = key_of(rank);
+                    map.put(&k, &value_of(k))?;
+                    rank += threads as u64;
+                }
+                Ok(())
+            });
+            on_green_threads(&rt, threads, body)?
+        };
+        if map.len()? != args.keys {
+            return Err(Error::internal(format!(
+                "map holds {} entries, loaded {}",
+                map.len()?,
+                args.keys
+            )));
+        }
+        let far_pass = {
+            let (map, seqs) = (map.clone(), seqs.clone());
+            Arc::new(move |t: usize| -> Result<()> {
+                let mut check = 0u64;
+                for &k in &seqs[t] {
+                    let v = map
+                        .get(&k)?
+                        .ok_or_else(|| Error::internal(format!("far map lost {k}")))?;
+                    if v[0] != k {
+                        return Err(Error::internal(format!(
+                            "far map returned {v:?} for key {k}"
+                        )));
+                    }
+                    check = check.wrapping_add(v[1]);
+                }
+                std::hint::black_box(check);
+                Ok(())
+            }) as Arc<dyn Fn(usize) -> Result<()> + Send + Sync>
+        };
+        on_green_threads(&rt, threads, far_pass.clone())?; // warm-up: fills the cache
+        let before = map.cache_stats();
+        let (mut far, mut base) = (Vec::new(), Vec::new());
+        for _ in 0..args.samples {
+            far.push(total_ops / on_green_threads(&rt, threads, far_pass.clone())?);
+            base.push(total_ops / on_green_threads(&rt, threads, local_pass.clone())?);
+        }
+        let after = map.cache_stats();
+        let (f, b) = (median(&far), median(&base));
+        let q = ratio(f, b);
+        let hits = after.hits - before.hits;
+        let lookups = hits + after.misses - before.misses;
+        let hit_rate = hits as f64 / lookups.max(1) as f64;
+        let per_trip = (after.misses - before.misses) as f64
+            / (after.miss_batches - before.miss_batches).max(1) as f64;
+        report.row(&[
+            format!("RemHashMap get, {threads} green threads"),
+            format!("{pct}"),
+            format!("{f:.0}"),
+            format!("{b:.0}"),
+            format!("{q:.3}"),
+            format!("{hit_rate:.3}"),
+            format!("{per_trip:.1}"),
+            format!(
+                "{} ({:.1}%)",
+                after.entries,
+                100.0 * after.entries as f64 / args.keys as f64
+            ),
+        ]);
+        report.figure_f64(&format!("far_{pct}pct_ops_per_s"), f);
+        report.figure_f64(&format!("local_{pct}pct_ops_per_s"), b);
+        report.figure_f64(&format!("ratio_{pct}pct"), q);
+        report.figure_f64(&format!("hit_rate_{pct}pct"), hit_rate);
+        report.figure(&format!("cached_entries_{pct}pct"), after.entries);
+        report.figure_f64(&format!("misses_per_trip_{pct}pct"), per_trip);
+        report.figure_f64(
+            &format!("load_puts_per_s_{pct}pct"),
+            args.keys as f64 / load_t,
+        );
+        if pct == 25 {
+            judged = Some(q);
+        }
+        drop(map);
+        drop(fm);
+    }
+    match judged {
+        Some(q) => report.target(
+            "ratio_25pct",
+            "RemHashMap at 25% local >= 40% of the all-local sharded HashMap",
+            q >= 0.4,
+        ),
+        None => report.note("25% was not among --percents: target not judged"),
+    }
+    report.note(format!(
+        "{} keys x {} B = {} KiB of data; Zipf(0.99); {} green threads on {} workers, {} lookups \
+         each per sample; baseline: HashMap sharded 64 ways behind std Mutexes on the same green \
+         threads; medians of {} samples",
+        args.keys,
+        ENTRY_DATA_BYTES,
+        data_bytes >> 10,
+        threads,
+        args.workers,
+        args.ops,
+        args.samples
+    ));
+    servers.stop();
+    Ok(report)
+}
