@@ -17,7 +17,7 @@ pub mod taxi;
 
 use crate::Scenario;
 
-/// Every scenario `farmem-bench` knows, in the order `farmem-bench list` shows them.
+/// Every scenario `farmem-bench` knows, in the order `farmem-bench --list` shows them.
 pub const ALL: &[Scenario] = &[
     net::SCENARIO,
     kv::SCENARIO,
