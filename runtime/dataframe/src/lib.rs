@@ -8,13 +8,15 @@
 //!   offload), returning identical results.
 //! - [`Storage`]: a family of columns (one type per element type) plus the multi-column
 //!   operations (differences, timestamp parts, haversine, grouped medians); [`LocalStorage`]
-//!   keeps everything in `Vec`s, the all-local baseline.
+//!   keeps everything in `Vec`s, the all-local baseline; [`FarStorage`] keeps every column in
+//!   far memory (`farmem_objects::RemVec`), the AIFM setting.
 //! - [`DataFrame`]: named typed columns; [`load_csv`] fills one from a CSV file in parallel.
 //! - [`generate`]: a seeded TLC-like taxi CSV generator (also the `taxi-gen` binary).
 //! - [`taxi`]: the nine analysis steps and [`taxi::run_all`].
 
 mod column;
 mod element;
+mod far;
 mod field;
 mod frame;
 pub mod generator;
@@ -25,6 +27,7 @@ pub mod time;
 
 pub use column::{median_in_place, ColumnStore};
 pub use element::{CmpOp, Element, RowSet};
+pub use far::{FarColumn, FarElement, FarStorage, MIN_LOCAL_BYTES, SCAN_BATCH_ROWS};
 pub use farmem_error::{Error, ErrorKind, Result};
 pub use frame::{AnyColumn, Categorical, ColumnType, DataFrame};
 pub use generator::generate;

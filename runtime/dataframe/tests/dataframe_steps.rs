@@ -2,7 +2,7 @@
 //! column storage (local `Vec`s and a chunked store using only the provided operations; a
 //! far-memory storage is added to `storages()` when it exists).
 
-mod dataframe_support;
+pub(crate) mod dataframe_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -15,14 +15,14 @@ use farmem_dataframe::{
 };
 
 /// Rows of the generated file: 30k by default, 1M with `FARMEM_STRESS=1`.
-fn rows() -> u64 {
+pub(crate) fn rows() -> u64 {
     if std::env::var("FARMEM_STRESS").is_ok_and(|v| v == "1") {
         1_000_000
     } else {
         30_000
     }
 }
-const SEED: u64 = 7;
+pub(crate) const SEED: u64 = 7;
 
 fn naive_haversine(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
     // AIFM's formula, term by term.
@@ -63,7 +63,9 @@ fn load<S: Storage>(storage: &S, path: &std::path::Path, threads: usize) -> Data
     df
 }
 
-fn check_all_steps<S: Storage>(storage: S, path: &std::path::Path, trips: &[NaiveTrip]) {
+/// The nine steps on `storage` against the naive computation (also run by `dataframe_far.rs`
+/// with far-memory columns).
+pub(crate) fn check_all_steps<S: Storage>(storage: S, path: &std::path::Path, trips: &[NaiveTrip]) {
     let mut df = load(&storage, path, 3);
     let name = storage.name();
 

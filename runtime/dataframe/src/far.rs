@@ -1,0 +1,313 @@
+//! `FarStorage`: DataFrame columns in far memory, one `farmem_objects::RemVec` per column
+//! (AIFM §6.2: the taxi analysis with most of the frame remote).
+//!
+//! # Layout
+//!
+//! A [`FarColumn<T>`] is a `RemVec<FarElement<T>>` plus the [`FarMemory`] it lives in.
+//! [`FarElement`] is a `#[repr(transparent)]` wrapper that lets any [`Element`] be a
+//! `farmem_objects::Pod`: both traits promise the same thing (plain data, every bit pattern
+//! valid, alignment at most 8), so a slice of wrappers is a slice of elements and the two
+//! crates' element sets cannot drift apart.
+//!
+//! ```text
+//!   FarColumn<T> ──► RemVec<FarElement<T>> ──► chunk 0 │ chunk 1 │ ... (objects, local or remote)
+//!                └─► Arc<FarMemory>   (scopes are opened on it; columns keep it alive)
+//! ```
+//!
+//! # Scans copy out of the scope
+//!
+//! [`ColumnStore::for_each_chunk_in`] hands the caller's closure a *local copy* of up to
+//! [`SCAN_BATCH_ROWS`] rows, filled chunk by chunk inside a [`DerefScope`](farmem_objects::DerefScope) that is closed before
+//! the closure runs. The provided operations call back into far memory from their closures
+//! (`gather` appends to its output column while it scans, `timestamp_part` appends to a new
+//! column): a write that needs local memory while an older scope on the same thread still pins
+//! references could wait for an evacuator that is itself waiting for that scope. Copying out
+//! first means no closure ever runs inside a scope, so every write path may wait for memory; a
+//! scan renews its scope every few chunks so it never pins more than a sliver of local memory
+//! (the evacuator keeps up at a local budget of a few percent of the data).
+//!
+//! # Offload
+//!
+//! Every operation runs here, on the client, through chunked iteration (`gather` visits only the
+//! chunks holding selected rows). AIFM's remote agent (aggregates and filters run on the memory
+//! server, `farmem_net::compute`) is not wired in yet: `Backend::compute` exists, but the object
+//! layer has no flush that writes a container's dirty local chunks back, so the server could see
+//! stale or missing chunks, and the server's `column` function decodes its arguments from the
+//! first byte while `Backend::compute` prefixes them with the server's data-structure id. The
+//! local path is the one the differential tests pin down; an offload must match it exactly.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use farmem_error::{Error, Result};
+use farmem_objects::{Config, FarMemory, Pod, RemVec};
+
+use crate::column::ColumnStore;
+use crate::element::{Element, RowSet};
+use crate::storage::Storage;
+
+/// Rows a scan copies out of far memory per closure call.
+pub const SCAN_BATCH_ROWS: usize = 64 * 1024;
+
+/// The smallest local budget [`FarStorage::config_for`] accepts (8 regions of 16 KiB).
+pub const MIN_LOCAL_BYTES: usize = 128 << 10;
+
+/// An [`Element`] as a far-memory plain-data value; see the module note.
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct FarElement<T>(pub T);
+
+// SAFETY: `Element`'s safety contract is `Pod`'s (Copy, no pointers, no drop glue, every bit
+// pattern valid, alignment <= 8), and `repr(transparent)` gives the wrapper `T`'s layout.
+unsafe impl<T: Element> Pod for FarElement<T> {}
+
+fn as_elements<T: Element>(s: &[FarElement<T>]) -> &[T] {
+    // SAFETY: `FarElement<T>` is `repr(transparent)` over `T`, so the slices have the same
+    // layout; the lifetime is carried over from `s`.
+    unsafe { std::slice::from_raw_parts(s.as_ptr().cast::<T>(), s.len()) }
+}
+
+fn as_far<T: Element>(s: &[T]) -> &[FarElement<T>] {
+    // SAFETY: as in `as_elements`, in the other direction.
+    unsafe { std::slice::from_raw_parts(s.as_ptr().cast::<FarElement<T>>(), s.len()) }
+}
+
+/// Columns in one far-memory instance (see the module note). Cloning shares the instance.
+#[derive(Clone)]
+pub struct FarStorage {
+    far: Arc<FarMemory>,
+}
+
+impl FarStorage {
+    /// Columns in `far`.
+    pub fn new(far: FarMemory) -> FarStorage {
+        FarStorage { far: Arc::new(far) }
+    }
+
+    /// Columns in a shared `far`.
+    pub fn from_arc(far: Arc<FarMemory>) -> FarStorage {
+        FarStorage { far }
+    }
+
+    /// The far-memory instance (for metrics and configuration).
+    pub fn far_memory(&self) -> &Arc<FarMemory> {
+        &self.far
+    }
+
+    /// A configuration for a local budget of `local_bytes` suited to column scans: chunks of
+    /// 4 KiB below 4 MiB of local memory (so a small budget still holds many regions), 64 KiB
+    /// chunks above (fewer, larger fetches: one round trip per 64 KiB over TCP). Fails below
+    /// [`MIN_LOCAL_BYTES`], where too few regions are left for the evacuator to keep up with
+    /// appends.
+    pub fn config_for(local_bytes: usize) -> Result<Config> {
+        if local_bytes < MIN_LOCAL_BYTES {
+            return Err(Error::invalid(format!(
+                "a far-memory DataFrame needs at least {MIN_LOCAL_BYTES} bytes of local memory, got {local_bytes}; raise the local budget"
+            )));
+        }
+        let (chunk, region) = if local_bytes < 4 << 20 {
+            (4 << 10, 16 << 10)
+        } else {
+            (64 << 10, 256 << 10)
+        };
+        Config::builder()
+            .local_bytes(local_bytes)
+            .chunk_bytes(chunk)
+            .region_bytes(region)
+            .build()
+    }
+}
+
+impl std::fmt::Debug for FarStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FarStorage")
+            .field("far", &self.far)
+            .finish()
+    }
+}
+
+/// One column in far memory: a remote vector and the instance it lives in.
+pub struct FarColumn<T: Element> {
+    // Declared first so it drops first: the vector's objects go before the instance's threads
+    // stop (when this column holds the last handle to the instance).
+    values: RemVec<FarElement<T>>,
+    far: Arc<FarMemory>,
+}
+
+impl<T: Element> FarColumn<T> {
+    fn new_in(far: &Arc<FarMemory>) -> Result<FarColumn<T>> {
+        Ok(FarColumn {
+            values: far.vec()?,
+            far: far.clone(),
+        })
+    }
+
+    /// Elements per chunk object (the unit of fetching and evacuation).
+    pub fn chunk_len(&self) -> usize {
+        self.values.chunk_len()
+    }
+
+    /// Chunks a scan dereferences per scope renewal: few enough to pin at most 1/64 of local
+    /// memory, as the object layer's own scans do.
+    fn renew_every(&self) -> usize {
+        let chunk_bytes = self.values.chunk_len() * std::mem::size_of::<T>() + 16;
+        (self.far.config().local_bytes / 64 / chunk_bytes).clamp(1, 64)
+    }
+
+    fn check_range(&self, range: &Range<usize>) -> Result<()> {
+        if range.start > range.end || range.end > self.values.len() {
+            return Err(Error::invalid(format!(
+                "row range {range:?} out of bounds for a far-memory column of {} rows",
+                self.values.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Calls `f(row, elements)` for consecutive pieces of rows `range` (checked by the caller),
+    /// chunk by chunk in one scope renewed every few chunks. `f` runs inside the scope, so it
+    /// must not touch far memory: only this module's copying closures are passed here.
+    fn visit_in_scope(&self, range: Range<usize>, mut f: impl FnMut(usize, &[T])) -> Result<()> {
+        let chunk_len = self.values.chunk_len();
+        let every = self.renew_every();
+        let mut scope = self.far.scope();
+        let mut since_renew = 0;
+        let mut i = range.start;
+        while i < range.end {
+            let c = i / chunk_len;
+            let off = i - c * chunk_len;
+            let chunk = self.values.chunk(c, &scope)?;
+            let n = (chunk.len() - off).min(range.end - i);
+            f(i, as_elements(&chunk[off..off + n]));
+            i += n;
+            since_renew += 1;
+            if since_renew == every {
+                scope.renew();
+                since_renew = 0;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<T: Element> ColumnStore<T> for FarColumn<T> {
+    fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    fn get(&self, i: usize) -> Result<T> {
+        let scope = self.far.scope();
+        let v = self.values.get(i, &scope)?.0;
+        Ok(v)
+    }
+
+    fn push(&mut self, v: T) -> Result<()> {
+        let scope = self.far.scope();
+        self.values.push(FarElement(v), &scope)
+    }
+
+    fn extend_from_slice(&mut self, src: &[T]) -> Result<()> {
+        let mut scope = self.far.scope();
+        self.values.extend_from_slice(as_far(src), &mut scope)
+    }
+
+    fn for_each_chunk_in<F>(&self, range: Range<usize>, mut f: F) -> Result<()>
+    where
+        F: FnMut(usize, &[T]) -> Result<()>,
+    {
+        self.check_range(&range)?;
+        let mut buf = Vec::with_capacity(SCAN_BATCH_ROWS.min(range.len()));
+        let mut start = range.start;
+        while start < range.end {
+            let end = (start + SCAN_BATCH_ROWS).min(range.end);
+            buf.clear();
+            self.visit_in_scope(start..end, |_, elems| buf.extend_from_slice(elems))?;
+            // The scope is closed: `f` may use far memory freely (module note).
+            f(start, &buf)?;
+            start = end;
+        }
+        Ok(())
+    }
+
+    // Visits only the chunks that hold selected rows (a sparse selection of a mostly remote
+    // column fetches a few chunks, not the whole row range), in batches copied out of the scope
+    // before they are appended (module note).
+    fn gather(&self, rows: &RowSet) -> Result<Self> {
+        let mut out = self.empty_like()?;
+        let idx = rows.rows();
+        let Some(&last) = idx.last() else {
+            return Ok(out);
+        };
+        if last as usize >= self.values.len() {
+            return Err(Error::invalid(format!(
+                "gather: row {last} out of bounds for a column of {} rows",
+                self.values.len()
+            )));
+        }
+        let chunk_len = self.values.chunk_len();
+        let every = self.renew_every();
+        let mut buf = Vec::with_capacity(SCAN_BATCH_ROWS.min(idx.len()));
+        let mut next = 0;
+        while next < idx.len() {
+            buf.clear();
+            {
+                let mut scope = self.far.scope();
+                let mut since_renew = 0;
+                while next < idx.len() && buf.len() < SCAN_BATCH_ROWS {
+                    let c = idx[next] as usize / chunk_len;
+                    let chunk = self.values.chunk(c, &scope)?;
+                    let base = c * chunk_len;
+                    let end = base + chunk.len();
+                    while next < idx.len()
+                        && (idx[next] as usize) < end
+                        && buf.len() < SCAN_BATCH_ROWS
+                    {
+                        buf.push(chunk[idx[next] as usize - base].0);
+                        next += 1;
+                    }
+                    since_renew += 1;
+                    if since_renew == every {
+                        scope.renew();
+                        since_renew = 0;
+                    }
+                }
+            }
+            out.extend_from_slice(&buf)?;
+        }
+        Ok(out)
+    }
+
+    fn empty_like(&self) -> Result<Self> {
+        FarColumn::new_in(&self.far)
+    }
+
+    fn copy_range(&self, start: usize, dst: &mut [T]) -> Result<()> {
+        let end = start
+            .checked_add(dst.len())
+            .ok_or_else(|| Error::invalid(format!("row range starting at {start} overflows")))?;
+        self.check_range(&(start..end))?;
+        self.visit_in_scope(start..end, |row, elems| {
+            dst[row - start..row - start + elems.len()].copy_from_slice(elems);
+        })
+    }
+
+    fn to_vec(&self) -> Result<Vec<T>> {
+        let mut out = Vec::with_capacity(self.values.len());
+        self.visit_in_scope(0..self.values.len(), |_, elems| {
+            out.extend_from_slice(elems)
+        })?;
+        Ok(out)
+    }
+}
+
+impl Storage for FarStorage {
+    type Column<T: Element> = FarColumn<T>;
+
+    fn name(&self) -> &'static str {
+        "far"
+    }
+
+    fn new_column<T: Element>(&self) -> Result<FarColumn<T>> {
+        FarColumn::new_in(&self.far)
+    }
+}
