@@ -1,6 +1,6 @@
 //! The nine taxi steps against an independent computation from a naively parsed CSV, for every
-//! column storage (local `Vec`s and a chunked store using only the provided operations; a
-//! far-memory storage is added to `storages()` when it exists).
+//! column storage (local `Vec`s and a chunked store using only the provided operations;
+//! `dataframe_far.rs` runs the same checks on far-memory columns).
 
 pub(crate) mod dataframe_support;
 

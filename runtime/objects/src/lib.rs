@@ -3,9 +3,11 @@
 //!
 //! A [`FarMemory`] owns a budget of local memory (a log of fixed-size regions), evacuator threads
 //! that keep part of it free without pausing anyone, a stride prefetcher, and a [`Backend`] that
-//! holds objects remotely ([`InProcessBackend`] here; a TCP client fits the same trait).
-//! Containers ([`RemArray`], [`RemVec`]) are arrays of chunk objects, each named by an 8-byte
-//! [`pointer`] word. Element references come out of a [`DerefScope`] and borrow it, so none can
+//! holds objects remotely ([`InProcessBackend`] in-process, [`TcpBackend`] on a `farmem-server`).
+//! Containers ([`RemArray`], [`RemVec`], [`RemList`] with [`RemStack`] and [`RemQueue`] over it)
+//! are built of chunk objects, each named by an 8-byte [`pointer`](mod@pointer) word;
+//! [`RemHashMap`] keeps its index on the memory server and caches hot entries locally. Element
+//! references come out of a [`DerefScope`] and borrow it, so none can
 //! outlive the grace period that keeps the evacuator from moving what a scope is using.
 //!
 //! ```
@@ -18,9 +20,10 @@
 //! # Ok::<(), farmem_objects::Error>(())
 //! ```
 //!
-//! Modules, in the order of the data flow: [`pointer`] (the word), `scope` (the handshake),
+//! Modules, in the order of the data flow: [`pointer`](mod@pointer) (the word), `scope` (the handshake),
 //! `region` and `log` (local memory), `memory` (the slow path and the handle), `evacuator`,
-//! `prefetch`, `array` and `vec` (containers), [`backend`], `config`, `metrics`.
+//! `prefetch`, `array`, `vec`, `list`, `queue` and `hashmap` (containers), [`backend`] and
+//! `tcp_backend`, `config`, `metrics`.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
