@@ -3,8 +3,9 @@
 //! A backend stores objects keyed by (data-structure id, object id). The object layer calls it
 //! synchronously on a miss (`read`), from the evacuator (`write`, `write_batch`), when a container
 //! goes away (`remove`), and from the prefetch thread through the asynchronous hook
-//! ([`Backend::issue_read`] returns a [`PendingRead`] to wait on later), which is the shape a
-//! pipelined network client fits: issue many requests, then collect the responses by id.
+//! ([`Backend::issue_read`] returns a [`PendingRead`] to wait on later, and
+//! [`Backend::issue_read_batch`] one per object of a run sent as one request), which is the shape
+//! a pipelined network client fits: issue many requests, then collect the responses by id.
 //!
 //! [`InProcessBackend`] is a sharded concurrent map with a byte capacity; a write that would grow
 //! it past the capacity fails with `ErrorKind::OutOfFarMemory`.
