@@ -15,6 +15,8 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
+pub mod far_server;
+pub mod raw_tcp;
 pub mod scenarios;
 
 pub use farmem_error::{Error, ErrorKind, Result};

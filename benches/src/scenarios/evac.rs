@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use farmem_objects::Config;
 
-use super::fetch::{memory_rows, FarServers};
+use crate::far_server::{memory_rows, FarServers};
 use crate::{quantile, Error, Report, Result, Scenario};
 
 /// The registration of this scenario.

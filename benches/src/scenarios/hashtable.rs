@@ -19,7 +19,7 @@ use farmem_objects::{Config, RemHashMap};
 use rand::SeedableRng;
 use rand_distr::{Distribution, Zipf};
 
-use super::fetch::FarServers;
+use crate::far_server::FarServers;
 use crate::{median, ratio, Error, Report, Result, Scenario};
 
 /// The registration of this scenario.

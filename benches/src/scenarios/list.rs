@@ -15,7 +15,8 @@ use std::time::Instant;
 use clap::Parser;
 use farmem_objects::{Config, FarMemory, RemList};
 
-use super::fetch::{memory_rows, FarServers, RawClient};
+use crate::far_server::{memory_rows, FarServers};
+use crate::raw_tcp::RawClient;
 use crate::{median, ratio, Error, Report, Result, Scenario};
 
 /// The registration of this scenario.

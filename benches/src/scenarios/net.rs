@@ -5,22 +5,20 @@
 //! directory, and this binary re-run as a raw echo server), so neither shares cores with the
 //! client's bookkeeping in a way the other does not; `--embedded` runs both in-process.
 //!
-//! Raw baseline: a blocking socket pair, one `write` of the request bytes and one `read_exact`
+//! The servers are started by [`crate::far_server`]; the raw baseline is [`crate::raw_tcp`]:
+//! a blocking socket pair, one `write` of the request bytes and one `read_exact`
 //! of the response bytes, exactly as many bytes as the farmem frames carry. The farmem target
 //! (the far-memory issue's) is a read round trip within 1.5× of it.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use farmem_net::{Client, ClientConfig, Request, HEADER_LEN};
-use farmem_server::{Server, ServerConfig, ServerHandle};
 
+use crate::far_server::{FarServers, FarServersConfig};
+use crate::raw_tcp::{self, RawClient};
 use crate::{median, ratio, sample_ns_per_op, Error, Report, Result, Scenario};
 
 /// The registration of this scenario.
@@ -33,8 +31,6 @@ pub const SCENARIO: Scenario = Scenario {
 const TOKEN: &str = "farmem-bench-net";
 const DS: u64 = 1;
 const OBJECTS: u64 = 1024;
-/// Request bytes of a farmem read: header + ds + object.
-const READ_REQUEST_BYTES: usize = HEADER_LEN + 16;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -71,14 +67,22 @@ struct Args {
 fn run(args: &[String]) -> Result<Report> {
     let args = Args::try_parse_from(args).unwrap_or_else(|e| e.exit());
     if args.serve_raw {
-        serve_raw_forever()?;
+        raw_tcp::serve_forever()?;
     }
     if args.samples == 0 || args.ops == 0 || args.threads == 0 || args.depth == 0 {
         return Err(Error::invalid(
             "--samples, --ops, --threads and --depth must be at least 1",
         ));
     }
-    let servers = Servers::start(args.embedded)?;
+    let servers = FarServers::start_with(
+        args.embedded,
+        &FarServersConfig {
+            scenario: "net",
+            token: TOKEN,
+            token_stem: "farmem-bench-net",
+            capacity: "1GiB",
+        },
+    )?;
     let client = Client::connect(
         servers.farmem_addr,
         &ClientConfig::new(TOKEN).with_connections(1),
@@ -290,189 +294,4 @@ fn throughput(
             .map_err(|_| Error::internal("a throughput thread panicked"))??;
     }
     Ok(total.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64())
-}
-
-/// The raw baseline's client: fixed-size request, response size announced in the request.
-struct RawClient {
-    stream: TcpStream,
-    request: [u8; READ_REQUEST_BYTES],
-    response: Vec<u8>,
-}
-
-impl RawClient {
-    fn connect(addr: SocketAddr, response_bytes: usize) -> Result<RawClient> {
-        let stream = TcpStream::connect(addr).map_err(|e| Error::io("connecting raw client", e))?;
-        stream
-            .set_nodelay(true)
-            .map_err(|e| Error::io("raw client nodelay", e))?;
-        let mut request = [0u8; READ_REQUEST_BYTES];
-        request[..4].copy_from_slice(&(response_bytes as u32).to_le_bytes());
-        Ok(RawClient {
-            stream,
-            request,
-            response: vec![0; response_bytes],
-        })
-    }
-
-    fn round_trip(&mut self) -> Result<()> {
-        self.stream
-            .write_all(&self.request)
-            .map_err(|e| Error::io("raw request", e))?;
-        self.stream
-            .read_exact(&mut self.response)
-            .map_err(|e| Error::io("raw response", e))
-    }
-}
-
-fn serve_raw_connection(mut s: TcpStream) {
-    let _ = s.set_nodelay(true);
-    let mut req = [0u8; READ_REQUEST_BYTES];
-    let mut resp = Vec::new();
-    while s.read_exact(&mut req).is_ok() {
-        let n = u32::from_le_bytes([req[0], req[1], req[2], req[3]]) as usize;
-        resp.resize(n.min(16 << 20), 0xa5);
-        if s.write_all(&resp).is_err() {
-            return;
-        }
-    }
-}
-
-fn raw_listener() -> Result<(TcpListener, SocketAddr)> {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| Error::io("binding raw server", e))?;
-    let a = l
-        .local_addr()
-        .map_err(|e| Error::io("raw server address", e))?;
-    Ok((l, a))
-}
-
-fn accept_raw(l: TcpListener) {
-    for s in l.incoming().flatten() {
-        std::thread::spawn(move || serve_raw_connection(s));
-    }
-}
-
-fn serve_raw_forever() -> Result<()> {
-    let (l, addr) = raw_listener()?;
-    println!("raw-echo listening on {addr}");
-    std::io::stdout()
-        .flush()
-        .map_err(|e| Error::io("stdout", e))?;
-    accept_raw(l);
-    std::process::exit(0);
-}
-
-/// Kills a child server when dropped.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-struct Servers {
-    farmem_addr: SocketAddr,
-    raw_addr: SocketAddr,
-    embedded: Option<ServerHandle>,
-    _children: Vec<ChildGuard>,
-    _token_file: Option<TokenFile>,
-}
-
-struct TokenFile(PathBuf);
-
-impl Drop for TokenFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-fn spawn_and_read_addr(cmd: &mut Command, prefix: &str) -> Result<(ChildGuard, SocketAddr)> {
-    let what = format!("{cmd:?}");
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| Error::io(format!("starting {what}"), e))?;
-    let stdout = child.stdout.take();
-    let guard = ChildGuard(child);
-    let mut line = String::new();
-    if let Some(out) = stdout {
-        BufReader::new(out)
-            .read_line(&mut line)
-            .map_err(|e| Error::io(format!("reading the address from {what}"), e))?;
-    }
-    let addr = line
-        .trim()
-        .strip_prefix(prefix)
-        .and_then(|a| a.parse().ok())
-        .ok_or_else(|| {
-            Error::internal(format!(
-                "{what} printed {line:?} instead of \"{prefix}ADDR\""
-            ))
-        })?;
-    Ok((guard, addr))
-}
-
-impl Servers {
-    fn start(embedded: bool) -> Result<Servers> {
-        if embedded {
-            let handle = Server::start(ServerConfig::new("127.0.0.1:0", 1 << 30, TOKEN))?;
-            let (l, raw_addr) = raw_listener()?;
-            std::thread::spawn(move || accept_raw(l));
-            return Ok(Servers {
-                farmem_addr: handle.addr(),
-                raw_addr,
-                embedded: Some(handle),
-                _children: Vec::new(),
-                _token_file: None,
-            });
-        }
-        let me = std::env::current_exe().map_err(|e| Error::io("locating farmem-bench", e))?;
-        let server_bin = me.with_file_name("farmem-server");
-        if !server_bin.exists() {
-            return Err(Error::new(
-                crate::ErrorKind::NotFound,
-                format!(
-                    "{} is missing: build it next to farmem-bench with `cargo build --release -p \
-                     farmem-server -p farmem-benches` (same CARGO_TARGET_DIR), or pass --embedded",
-                    server_bin.display()
-                ),
-            ));
-        }
-        let token_path =
-            std::env::temp_dir().join(format!("farmem-bench-net-{}.token", std::process::id()));
-        std::fs::write(&token_path, TOKEN)
-            .map_err(|e| Error::io(format!("writing {}", token_path.display()), e))?;
-        let token_file = TokenFile(token_path);
-        let (farmem, farmem_addr) = spawn_and_read_addr(
-            Command::new(&server_bin)
-                .args([
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--capacity",
-                    "1GiB",
-                    "--token-file",
-                ])
-                .arg(&token_file.0),
-            "farmem-server listening on ",
-        )?;
-        let (raw, raw_addr) = spawn_and_read_addr(
-            Command::new(&me).args(["net", "--serve-raw"]),
-            "raw-echo listening on ",
-        )?;
-        Ok(Servers {
-            farmem_addr,
-            raw_addr,
-            embedded: None,
-            _children: vec![farmem, raw],
-            _token_file: Some(token_file),
-        })
-    }
-
-    fn stop(self) {
-        if let Some(h) = self.embedded {
-            h.shutdown();
-        }
-    }
 }

@@ -16,7 +16,9 @@ use std::time::Instant;
 use clap::Parser;
 use farmem_objects::Config;
 
-use super::fetch::{checksum, memory_rows, FarServers, RawClient};
+use super::fetch::checksum;
+use crate::far_server::{memory_rows, FarServers};
+use crate::raw_tcp::RawClient;
 use crate::{median, ratio, Error, Report, Result, Scenario};
 
 /// The registration of this scenario.

@@ -13,16 +13,17 @@
 //! [`serve_all_local`]) when `farmem-demo` is not built: it loads the same CSV into
 //! [`LocalStorage`] and prints the same `TAXI` line.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use farmem_dataframe::{load_csv, taxi, LoadOptions, LocalStorage, Schema};
 
+use crate::far_server::{spawn_server, ChildGuard, TokenFile};
 use crate::{Error, ErrorKind, Result};
 
 /// The figures one taxi child printed on its `TAXI {json}` line.
@@ -301,63 +302,27 @@ pub fn run_child(mut cmd: Command, limit: Duration) -> Result<ChildOutcome> {
     })
 }
 
-/// A `farmem-server` child with its token file; killed and removed when dropped.
+/// A `farmem-server` child with its token file; killed and removed when dropped (fields drop
+/// in order: the server first, then its token file).
 pub struct MemoryServer {
-    child: Child,
-    token_file: PathBuf,
+    _child: ChildGuard,
+    token_file: TokenFile,
     addr: SocketAddr,
 }
 
 impl MemoryServer {
-    /// Starts `server_bin` on loopback with `capacity` (e.g. `4GiB`) and a fresh token file.
+    /// Starts `server_bin` on loopback with `capacity` (e.g. `4GiB`) and a fresh token file, in
+    /// its own process group (a terminal's Ctrl-C reaches only `farmem-bench`).
     pub fn start(server_bin: &Path, capacity: &str, token: &str) -> Result<MemoryServer> {
-        let token_file =
-            std::env::temp_dir().join(format!("farmem-bench-taxi-{}.token", std::process::id()));
-        std::fs::write(&token_file, token)
-            .map_err(|e| Error::io(format!("writing {}", token_file.display()), e))?;
-        let mut cmd = Command::new(server_bin);
-        cmd.args([
-            "--listen",
-            "127.0.0.1:0",
-            "--capacity",
-            capacity,
-            "--token-file",
-        ])
-        .arg(&token_file)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .process_group(0);
-        let what = format!("{cmd:?}");
-        let mut child = match cmd.spawn() {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = std::fs::remove_file(&token_file);
-                return Err(Error::io(format!("starting {what}"), e));
-            }
-        };
-        let stdout = child.stdout.take();
-        let mut server = MemoryServer {
-            child,
+        let token_file = TokenFile::create("farmem-bench-taxi", token)?;
+        let (child, addr) = spawn_server(server_bin, capacity, &token_file, |cmd| {
+            cmd.stdin(Stdio::null()).process_group(0);
+        })?;
+        Ok(MemoryServer {
+            _child: child,
             token_file,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        };
-        let mut line = String::new();
-        if let Some(out) = stdout {
-            BufReader::new(out)
-                .read_line(&mut line)
-                .map_err(|e| Error::io(format!("reading the address from {what}"), e))?;
-        }
-        server.addr = line
-            .trim()
-            .strip_prefix("farmem-server listening on ")
-            .and_then(|a| a.parse().ok())
-            .ok_or_else(|| {
-                Error::internal(format!(
-                    "{what} printed {line:?} instead of \"farmem-server listening on ADDR\""
-                ))
-            })?;
-        Ok(server)
+            addr,
+        })
     }
 
     /// The address it listens on.
@@ -367,15 +332,7 @@ impl MemoryServer {
 
     /// The file holding the cluster token, for `--token-file`.
     pub fn token_file(&self) -> &Path {
-        &self.token_file
-    }
-}
-
-impl Drop for MemoryServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.token_file);
+        self.token_file.path()
     }
 }
 
