@@ -14,15 +14,22 @@
 //!                └─► Arc<FarMemory>   (scopes are opened on it; columns keep it alive)
 //! ```
 //!
-//! # Scans copy out of the scope
+//! # Caller closures run outside the scope; read-only scans run inside it
 //!
 //! [`ColumnStore::for_each_chunk_in`] hands the caller's closure a *local copy* of up to
 //! [`SCAN_BATCH_ROWS`] rows, filled chunk by chunk inside a [`DerefScope`](farmem_objects::DerefScope) that is closed before
-//! the closure runs. The provided operations call back into far memory from their closures
-//! (`gather` appends to its output column while it scans, `timestamp_part` appends to a new
-//! column): a write that needs local memory while an older scope on the same thread still pins
-//! references could wait for an evacuator that is itself waiting for that scope. Copying out
-//! first means no closure ever runs inside a scope, so every write path may wait for memory; a
+//! the closure runs. A caller's closure may call back into far memory (the provided `gather`
+//! appends to its output column while it scans): a write that needs local memory while an
+//! older scope on the same thread still pins references could wait for an evacuator that is
+//! itself waiting for that scope. Copying out first means no *caller* closure ever runs inside
+//! a scope, so every write path may wait for memory.
+//!
+//! The copy costs as much as the scan itself for the cheap aggregates, so the operations whose
+//! closures only read into local state (sum, min, max, mean, histogram, unique, filter,
+//! count_where) are overridden to run the provided code on `InScopeView`, whose chunk visits
+//! hand the closure the chunk's own slice inside the scope: no closure there touches far
+//! memory, so the wait above cannot arise. The overridden `timestamp_part` computes each batch
+//! of parts into a local buffer inside the scope and appends it after the scope closes. Every
 //! scan renews its scope every few chunks so it never pins more than a sliver of local memory
 //! (the evacuator keeps up at a local budget of a few percent of the data).
 //!
@@ -43,8 +50,8 @@ use farmem_error::{Error, Result};
 use farmem_objects::{Config, FarMemory, Pod, RemVec};
 
 use crate::column::ColumnStore;
-use crate::element::{Element, RowSet};
-use crate::storage::Storage;
+use crate::element::{CmpOp, Element, RowSet};
+use crate::storage::{Storage, TimePart};
 
 /// Rows a scan copies out of far memory per closure call.
 pub const SCAN_BATCH_ROWS: usize = 64 * 1024;
@@ -165,9 +172,14 @@ impl<T: Element> FarColumn<T> {
     }
 
     /// Calls `f(row, elements)` for consecutive pieces of rows `range` (checked by the caller),
-    /// chunk by chunk in one scope renewed every few chunks. `f` runs inside the scope, so it
-    /// must not touch far memory: only this module's copying closures are passed here.
-    fn visit_in_scope(&self, range: Range<usize>, mut f: impl FnMut(usize, &[T])) -> Result<()> {
+    /// chunk by chunk in one scope renewed every few chunks; stops at `f`'s first error. `f`
+    /// runs inside the scope, so it must not touch far memory (module note): only this module's
+    /// closures, which read the slice into local state, are passed here.
+    fn visit_in_scope(
+        &self,
+        range: Range<usize>,
+        mut f: impl FnMut(usize, &[T]) -> Result<()>,
+    ) -> Result<()> {
         let chunk_len = self.values.chunk_len();
         let every = self.renew_every();
         let mut scope = self.far.scope();
@@ -178,7 +190,7 @@ impl<T: Element> FarColumn<T> {
             let off = i - c * chunk_len;
             let chunk = self.values.chunk(c, &scope)?;
             let n = (chunk.len() - off).min(range.end - i);
-            f(i, as_elements(&chunk[off..off + n]));
+            f(i, as_elements(&chunk[off..off + n]))?;
             i += n;
             since_renew += 1;
             if since_renew == every {
@@ -221,7 +233,10 @@ impl<T: Element> ColumnStore<T> for FarColumn<T> {
         while start < range.end {
             let end = (start + SCAN_BATCH_ROWS).min(range.end);
             buf.clear();
-            self.visit_in_scope(start..end, |_, elems| buf.extend_from_slice(elems))?;
+            self.visit_in_scope(start..end, |_, elems| {
+                buf.extend_from_slice(elems);
+                Ok(())
+            })?;
             // The scope is closed: `f` may use far memory freely (module note).
             f(start, &buf)?;
             start = end;
@@ -281,6 +296,39 @@ impl<T: Element> ColumnStore<T> for FarColumn<T> {
         FarColumn::new_in(&self.far)
     }
 
+    // The read-only aggregates: the provided code, run on the in-scope view (module note).
+    fn sum(&self) -> Result<T::Sum> {
+        InScopeView(self).sum()
+    }
+
+    fn min(&self) -> Result<Option<T>> {
+        InScopeView(self).min()
+    }
+
+    fn max(&self) -> Result<Option<T>> {
+        InScopeView(self).max()
+    }
+
+    fn mean(&self) -> Result<Option<f64>> {
+        InScopeView(self).mean()
+    }
+
+    fn unique(&self) -> Result<Vec<T>> {
+        InScopeView(self).unique()
+    }
+
+    fn histogram(&self) -> Result<Vec<(T, u64)>> {
+        InScopeView(self).histogram()
+    }
+
+    fn filter(&self, op: CmpOp, value: T) -> Result<RowSet> {
+        InScopeView(self).filter(op, value)
+    }
+
+    fn count_where(&self, op: CmpOp, value: T) -> Result<usize> {
+        InScopeView(self).count_where(op, value)
+    }
+
     fn copy_range(&self, start: usize, dst: &mut [T]) -> Result<()> {
         let end = start
             .checked_add(dst.len())
@@ -288,16 +336,59 @@ impl<T: Element> ColumnStore<T> for FarColumn<T> {
         self.check_range(&(start..end))?;
         self.visit_in_scope(start..end, |row, elems| {
             dst[row - start..row - start + elems.len()].copy_from_slice(elems);
+            Ok(())
         })
     }
 
     fn to_vec(&self) -> Result<Vec<T>> {
         let mut out = Vec::with_capacity(self.values.len());
         self.visit_in_scope(0..self.values.len(), |_, elems| {
-            out.extend_from_slice(elems)
+            out.extend_from_slice(elems);
+            Ok(())
         })?;
         Ok(out)
     }
+}
+
+/// A read-only view of a [`FarColumn`] whose chunk visits run the closure *inside* the scope on
+/// the chunk's own slice, without the copy (module note). Only for the provided aggregates whose
+/// closures read the slice into local state; it cannot append or make columns.
+struct InScopeView<'a, T: Element>(&'a FarColumn<T>);
+
+impl<T: Element> ColumnStore<T> for InScopeView<'_, T> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn get(&self, i: usize) -> Result<T> {
+        self.0.get(i)
+    }
+
+    fn push(&mut self, _v: T) -> Result<()> {
+        Err(read_only_view("push"))
+    }
+
+    fn extend_from_slice(&mut self, _src: &[T]) -> Result<()> {
+        Err(read_only_view("extend_from_slice"))
+    }
+
+    fn for_each_chunk_in<F>(&self, range: Range<usize>, f: F) -> Result<()>
+    where
+        F: FnMut(usize, &[T]) -> Result<()>,
+    {
+        self.0.check_range(&range)?;
+        self.0.visit_in_scope(range, f)
+    }
+
+    fn empty_like(&self) -> Result<Self> {
+        Err(read_only_view("empty_like"))
+    }
+}
+
+fn read_only_view(what: &str) -> Error {
+    Error::internal(format!(
+        "{what} called on a far column's read-only in-scope view; only read-only aggregates run there"
+    ))
 }
 
 impl Storage for FarStorage {
@@ -309,5 +400,83 @@ impl Storage for FarStorage {
 
     fn new_column<T: Element>(&self) -> Result<FarColumn<T>> {
         FarColumn::new_in(&self.far)
+    }
+
+    // Computes each batch of parts inside the scope straight from the timestamps' chunks, then
+    // appends it with the scope closed (module note): no copy of the `i64` input.
+    fn timestamp_part(&self, ts: &FarColumn<i64>, part: TimePart) -> Result<FarColumn<u8>> {
+        let mut out = self.new_column()?;
+        let mut res = Vec::with_capacity(SCAN_BATCH_ROWS.min(ts.len()));
+        let mut start = 0;
+        while start < ts.len() {
+            let end = (start + SCAN_BATCH_ROWS).min(ts.len());
+            res.clear();
+            ts.visit_in_scope(start..end, |_, c| {
+                res.extend(c.iter().map(|&t| part.of(t)));
+                Ok(())
+            })?;
+            out.extend_from_slice(&res)?;
+            start = end;
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn storage() -> Result<FarStorage> {
+        Ok(FarStorage::new(FarMemory::in_process(
+            FarStorage::config_for(MIN_LOCAL_BYTES)?,
+            1 << 30,
+        )?))
+    }
+
+    // The in-scope view runs the provided read-only aggregates; it must refuse anything that
+    // would write far memory while its scope is open (module note).
+    #[test]
+    fn the_in_scope_view_refuses_writes() -> Result<()> {
+        let col = storage()?.column_from_slice(&[3i64, 1, 2])?;
+        let mut view = InScopeView(&col);
+        for e in [
+            view.push(4).unwrap_err(),
+            view.extend_from_slice(&[4]).unwrap_err(),
+            view.empty_like().map(|_| ()).unwrap_err(),
+        ] {
+            assert_eq!(e.kind(), farmem_error::ErrorKind::Internal, "{e}");
+        }
+        assert_eq!(col.len(), 3);
+        Ok(())
+    }
+
+    // A column several times the local budget, so the in-scope scans renew their scope and
+    // fetch remote chunks while the closure runs on the chunk's own slice.
+    #[test]
+    fn in_scope_aggregates_and_timestamp_parts_match_the_local_baseline() -> Result<()> {
+        let far = storage()?;
+        let values: Vec<i64> = (0..100_000i64)
+            .map(|i| (i * 7919) % 10_007 - 5_000)
+            .collect();
+        let col = far.column_from_slice(&values)?;
+        let local = crate::LocalColumn::from_vec(values.clone());
+        assert_eq!(col.sum()?, local.sum()?);
+        assert_eq!(col.min()?, local.min()?);
+        assert_eq!(col.max()?, local.max()?);
+        assert_eq!(col.mean()?, local.mean()?);
+        assert_eq!(col.histogram()?, local.histogram()?);
+        assert_eq!(col.unique()?, local.unique()?);
+        assert_eq!(col.filter(CmpOp::Gt, 10)?, local.filter(CmpOp::Gt, 10)?);
+        assert_eq!(
+            col.count_where(CmpOp::Lt, -100)?,
+            local.count_where(CmpOp::Lt, -100)?
+        );
+        let ts: Vec<i64> = (0..100_000i64).map(|i| 1_420_070_400 + i * 613).collect();
+        let far_ts = far.column_from_slice(&ts)?;
+        let hours = far.timestamp_part(&far_ts, TimePart::Hour)?.to_vec()?;
+        let want: Vec<u8> = ts.iter().map(|&t| TimePart::Hour.of(t)).collect();
+        assert_eq!(hours, want);
+        assert!(far.far_memory().metrics().bytes_fetched > 0);
+        Ok(())
     }
 }
