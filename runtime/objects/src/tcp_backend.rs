@@ -465,10 +465,12 @@ impl Backend for TcpBackend {
             .map_err(|e| self.fail(e, format!("issuing a read of object ({ds}, {obj})")))?;
         Ok(PendingRead::new(Box::new(InFlightRead {
             pending,
-            ds,
-            obj,
-            len,
-            addr: self.client.addr(),
+            target: PrefetchTarget {
+                ds,
+                obj,
+                len,
+                addr: self.client.addr(),
+            },
         })))
     }
 
@@ -513,10 +515,12 @@ impl Backend for TcpBackend {
                 out.push(PendingRead::new(Box::new(BatchedRead {
                     landing: Arc::clone(&landing),
                     index,
-                    ds,
-                    obj,
-                    len,
-                    addr: self.client.addr(),
+                    target: PrefetchTarget {
+                        ds,
+                        obj,
+                        len,
+                        addr: self.client.addr(),
+                    },
                 })));
             }
             start = end;
@@ -573,37 +577,57 @@ impl std::fmt::Debug for TcpBackend {
     }
 }
 
-/// A prefetch read on the wire.
-struct InFlightRead {
-    pending: PendingResponse,
+/// The object a prefetch handle collects, and where from.
+struct PrefetchTarget {
     ds: u16,
     obj: u32,
+    /// Bytes the read was issued for.
     len: usize,
     addr: SocketAddr,
 }
 
+impl PrefetchTarget {
+    /// Names the object and server in a failure of `action`; a connection closed under the
+    /// wait reads as `Disconnected`, like every other lost-server error of this backend.
+    fn error(&self, action: &str, e: Error) -> Error {
+        let e = match e.kind() {
+            ErrorKind::Closed => Error::new(ErrorKind::Disconnected, e.context()),
+            _ => e,
+        };
+        e.with_context(format!(
+            "TCP far memory at {}: {action} object ({}, {})",
+            self.addr, self.ds, self.obj
+        ))
+    }
+
+    /// Checks that the collecting buffer is as long as the read was issued for.
+    fn check_buf(&self, buf: &[u8]) -> Result<()> {
+        if buf.len() == self.len {
+            return Ok(());
+        }
+        Err(Error::invalid(format!(
+            "prefetch of object ({}, {}) was issued for {} bytes, collected into {}",
+            self.ds,
+            self.obj,
+            self.len,
+            buf.len()
+        )))
+    }
+}
+
+/// A prefetch read on the wire.
+struct InFlightRead {
+    pending: PendingResponse,
+    target: PrefetchTarget,
+}
+
 impl PendingReadInner for InFlightRead {
     fn wait(self: Box<Self>, buf: &mut [u8]) -> Result<()> {
-        let (ds, obj) = (self.ds, self.obj);
-        let ctx = |e: Error| {
-            let e = match e.kind() {
-                ErrorKind::Closed => Error::new(ErrorKind::Disconnected, e.context()),
-                _ => e,
-            };
-            e.with_context(format!(
-                "TCP far memory at {}: prefetching object ({ds}, {obj})",
-                self.addr
-            ))
-        };
-        if buf.len() != self.len {
-            return Err(Error::invalid(format!(
-                "prefetch of object ({ds}, {obj}) was issued for {} bytes, collected into {}",
-                self.len,
-                buf.len()
-            )));
-        }
+        let target = &self.target;
+        let ctx = |e: Error| target.error("prefetching", e);
+        target.check_buf(buf)?;
         match self.pending.wait().map_err(ctx)? {
-            Response::Object(o) => copy_object(ds, obj, o, buf).map_err(ctx),
+            Response::Object(o) => copy_object(target.ds, target.obj, o, buf).map_err(ctx),
             other => Err(ctx(unexpected("read", &other))),
         }
     }
@@ -628,32 +652,14 @@ struct LandingState {
 struct BatchedRead {
     landing: Arc<BatchLanding>,
     index: usize,
-    ds: u16,
-    obj: u32,
-    len: usize,
-    addr: SocketAddr,
+    target: PrefetchTarget,
 }
 
 impl PendingReadInner for BatchedRead {
     fn wait(self: Box<Self>, buf: &mut [u8]) -> Result<()> {
-        let (ds, obj) = (self.ds, self.obj);
-        let ctx = |e: Error| {
-            let e = match e.kind() {
-                ErrorKind::Closed => Error::new(ErrorKind::Disconnected, e.context()),
-                _ => e,
-            };
-            e.with_context(format!(
-                "TCP far memory at {}: batch-prefetching object ({ds}, {obj})",
-                self.addr
-            ))
-        };
-        if buf.len() != self.len {
-            return Err(Error::invalid(format!(
-                "prefetch of object ({ds}, {obj}) was issued for {} bytes, collected into {}",
-                self.len,
-                buf.len()
-            )));
-        }
+        let target = &self.target;
+        let ctx = |e: Error| target.error("batch-prefetching", e);
+        target.check_buf(buf)?;
         // The waits of one batch come from one thread in order, so holding the lock across the
         // collection blocks nobody else; a poisoned lock still holds a consistent state.
         let mut state = self.landing.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -674,7 +680,7 @@ impl PendingReadInner for BatchedRead {
             None => return Err(ctx(Error::internal("a batch read landed nothing"))),
         };
         drop(state);
-        copy_object(ds, obj, found, buf).map_err(ctx)
+        copy_object(target.ds, target.obj, found, buf).map_err(ctx)
     }
 }
 

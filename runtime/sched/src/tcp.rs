@@ -127,11 +127,17 @@ impl TcpStream {
         }
     }
 
-    fn read_io(&self, buf: &mut [u8]) -> io::Result<usize> {
+    /// Runs one nonblocking `op` on the socket, parking until it is ready in `direction`
+    /// (within the I/O timeout) whenever it would block, and retrying after signals.
+    fn retry_io(
+        &self,
+        direction: Direction,
+        mut op: impl FnMut(&std::net::TcpStream) -> io::Result<usize>,
+    ) -> io::Result<usize> {
         loop {
-            match (&self.inner).read(buf) {
+            match op(&self.inner) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    wait_io(self.inner.as_raw_fd(), Direction::Read, self.timeout)?
+                    wait_io(self.inner.as_raw_fd(), direction, self.timeout)?
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 r => return r,
@@ -139,16 +145,12 @@ impl TcpStream {
         }
     }
 
+    fn read_io(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.retry_io(Direction::Read, |mut s| s.read(buf))
+    }
+
     fn write_io(&self, buf: &[u8]) -> io::Result<usize> {
-        loop {
-            match (&self.inner).write(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    wait_io(self.inner.as_raw_fd(), Direction::Write, self.timeout)?
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                r => return r,
-            }
-        }
+        self.retry_io(Direction::Write, |mut s| s.write(buf))
     }
 
     /// Reads what is available (at least one byte, or 0 at end of stream), parking until then.
@@ -165,60 +167,46 @@ impl TcpStream {
 
     /// Reads exactly `buf.len()` bytes; the peer closing first is [`ErrorKind::Disconnected`].
     pub fn read_exact(&mut self, buf: &mut [u8]) -> Result<()> {
-        let mut done = 0;
-        while done < buf.len() {
-            match self.read_io(&mut buf[done..]) {
-                Ok(0) => {
-                    return Err(Error::new(
-                        ErrorKind::Disconnected,
-                        format!(
-                            "{} closed the connection after {done} of {} bytes",
-                            self.describe(),
-                            buf.len()
-                        ),
-                    ))
-                }
-                Ok(n) => done += n,
-                Err(e) => {
-                    return Err(io_err(
-                        format!(
-                            "reading {} bytes from {} (got {done})",
-                            buf.len(),
-                            self.describe()
-                        ),
-                        e,
-                    ))
-                }
-            }
-        }
-        Ok(())
+        let len = buf.len();
+        self.transfer_all(Direction::Read, len, |done| self.read_io(&mut buf[done..]))
     }
 
     /// Writes all of `buf`.
     pub fn write_all(&mut self, buf: &[u8]) -> Result<()> {
+        self.transfer_all(Direction::Write, buf.len(), |done| {
+            self.write_io(&buf[done..])
+        })
+    }
+
+    /// Repeats `step` (one read or write of the bytes from offset `done` on) until `len` bytes
+    /// have moved; `direction` words the errors. A step moving 0 bytes means the peer is gone.
+    fn transfer_all(
+        &self,
+        direction: Direction,
+        len: usize,
+        mut step: impl FnMut(usize) -> io::Result<usize>,
+    ) -> Result<()> {
         let mut done = 0;
-        while done < buf.len() {
-            match self.write_io(&buf[done..]) {
+        while done < len {
+            match step(done) {
                 Ok(0) => {
+                    let stopped = match direction {
+                        Direction::Read => "closed the connection",
+                        Direction::Write => "stopped accepting data",
+                    };
                     return Err(Error::new(
                         ErrorKind::Disconnected,
-                        format!(
-                            "{} stopped accepting data after {done} of {} bytes",
-                            self.describe(),
-                            buf.len()
-                        ),
-                    ))
+                        format!("{} {stopped} after {done} of {len} bytes", self.describe()),
+                    ));
                 }
                 Ok(n) => done += n,
                 Err(e) => {
-                    return Err(io_err(
-                        format!(
-                            "writing {} bytes to {} (sent {done})",
-                            buf.len(),
-                            self.describe()
-                        ),
-                        e,
-                    ))
+                    let peer = self.describe();
+                    let what = match direction {
+                        Direction::Read => format!("reading {len} bytes from {peer} (got {done})"),
+                        Direction::Write => format!("writing {len} bytes to {peer} (sent {done})"),
+                    };
+                    return Err(io_err(what, e));
                 }
             }
         }

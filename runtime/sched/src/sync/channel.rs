@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use farmem_error::{Error, ErrorKind};
 
-use super::shim::{self, Arc, InnerLock};
+use super::shim::{self, Arc, InnerGuard, InnerLock};
 use super::waiter::{deadline_after, Waiter, NOTIFIED, WAITING};
 
 struct State<T> {
@@ -107,6 +107,69 @@ enum Block {
     Until(Instant),
 }
 
+/// Which end a blocked call belongs to: it parks in that end's waiter queue.
+#[derive(Clone, Copy)]
+enum Side {
+    Send,
+    Recv,
+}
+
+impl<T> State<T> {
+    fn waiters(&mut self, side: Side) -> &mut VecDeque<Arc<Waiter>> {
+        match side {
+            Side::Send => &mut self.send_waiters,
+            Side::Recv => &mut self.recv_waiters,
+        }
+    }
+}
+
+impl<T> Chan<T> {
+    /// Queues the caller in `side`'s waiters, releases `st` and parks until woken or `block`'s
+    /// deadline; the caller then re-checks the channel. `false`, without parking, when `block`
+    /// allows no (more) waiting: the caller reports "full" or "timed out". `node` is the
+    /// caller's waiter, kept across its retries.
+    fn park(
+        &self,
+        mut st: InnerGuard<'_, State<T>>,
+        side: Side,
+        block: Block,
+        node: &mut Option<Arc<Waiter>>,
+    ) -> bool {
+        let deadline = match block {
+            Block::No => return false,
+            Block::Forever => None,
+            Block::Until(d) if Instant::now() >= d => return false,
+            Block::Until(d) => Some(d),
+        };
+        // A woken waiter that lost its message/slot to a barging thread goes back to the
+        // front, so bargers cannot starve it.
+        let requeue = node.is_some();
+        let n = node.get_or_insert_with(|| Arc::new(Waiter::new())).clone();
+        n.reset();
+        if requeue {
+            st.waiters(side).push_front(n.clone());
+        } else {
+            st.waiters(side).push_back(n.clone());
+        }
+        drop(st);
+        match deadline {
+            None => {
+                n.wait();
+            }
+            Some(d) => {
+                if n.wait_until(d) == WAITING && !unqueue(shim::lock(&self.state).waiters(side), &n)
+                {
+                    // The other end popped the node at the deadline and is about to notify
+                    // it; let that land before the node is reset and re-queued.
+                    n.wait();
+                }
+                // Either way the caller re-checks the channel, then times out.
+            }
+        }
+        true
+    }
+}
+
 impl<T> Sender<T> {
     /// Sends `message`, parking while a bounded channel is full. Fails, giving the message
     /// back, when every [`Receiver`] has been dropped.
@@ -147,37 +210,8 @@ impl<T> Sender<T> {
                 }
                 return Ok(());
             }
-            let deadline = match block {
-                Block::No => return Err(TrySendError::Full(message)),
-                Block::Forever => None,
-                Block::Until(d) if Instant::now() >= d => return Err(TrySendError::Full(message)),
-                Block::Until(d) => Some(d),
-            };
-            // A woken waiter that lost its message/slot to a barging thread goes back to the
-            // front, so bargers cannot starve it.
-            let requeue = node.is_some();
-            let n = node.get_or_insert_with(|| Arc::new(Waiter::new())).clone();
-            n.reset();
-            if requeue {
-                st.send_waiters.push_front(n.clone());
-            } else {
-                st.send_waiters.push_back(n.clone());
-            }
-            drop(st);
-            match deadline {
-                None => {
-                    n.wait();
-                }
-                Some(d) => {
-                    if n.wait_until(d) == WAITING
-                        && !unqueue(&mut shim::lock(&self.chan.state).send_waiters, &n)
-                    {
-                        // A receiver popped the node at the deadline and is about to notify
-                        // it; let that land before the node is reset and re-queued.
-                        n.wait();
-                    }
-                    // Either way the loop re-checks the channel, then times out.
-                }
+            if !self.chan.park(st, Side::Send, block, &mut node) {
+                return Err(TrySendError::Full(message));
             }
         }
     }
@@ -245,35 +279,8 @@ impl<T> Receiver<T> {
             if st.senders == 0 {
                 return Err(RecvTimeoutError::Disconnected);
             }
-            let deadline = match block {
-                Block::No => return Err(RecvTimeoutError::Timeout),
-                Block::Forever => None,
-                Block::Until(d) if Instant::now() >= d => return Err(RecvTimeoutError::Timeout),
-                Block::Until(d) => Some(d),
-            };
-            // A woken waiter that lost its message/slot to a barging thread goes back to the
-            // front, so bargers cannot starve it.
-            let requeue = node.is_some();
-            let n = node.get_or_insert_with(|| Arc::new(Waiter::new())).clone();
-            n.reset();
-            if requeue {
-                st.recv_waiters.push_front(n.clone());
-            } else {
-                st.recv_waiters.push_back(n.clone());
-            }
-            drop(st);
-            match deadline {
-                None => {
-                    n.wait();
-                }
-                Some(d) => {
-                    if n.wait_until(d) == WAITING
-                        && !unqueue(&mut shim::lock(&self.chan.state).recv_waiters, &n)
-                    {
-                        // Popped by a sender at the deadline: let its notify land first.
-                        n.wait();
-                    }
-                }
+            if !self.chan.park(st, Side::Recv, block, &mut node) {
+                return Err(RecvTimeoutError::Timeout);
             }
         }
     }
