@@ -12,30 +12,8 @@ use farmem_gpu::device::{checksum, ComputeStep, CudaDevice, Device, DeviceRange}
 use farmem_gpu::switch::{CostModel, GroupPlan, HostModel, ModelProfile, SwitchConfig, Switcher};
 use farmem_gpu::ErrorKind;
 
-fn gpu() -> Option<CudaDevice> {
-    match CudaDevice::new(0) {
-        Ok(dev) => {
-            eprintln!("running on {}", dev.describe());
-            Some(dev)
-        }
-        Err(e) => {
-            eprintln!("SKIPPED: no CUDA device: {e}");
-            None
-        }
-    }
-}
-
-fn pattern(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+mod cuda_support;
+use cuda_support::{gpu, pattern};
 
 fn read_u64(dev: &dyn Device, buf: &farmem_gpu::device::DeviceBuffer) -> u64 {
     let s = dev.create_stream().unwrap();

@@ -17,9 +17,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use farmem_gpu::device::{
-    ComputeStep, CudaDevice, Device, DeviceRange, SimConfig, SimDevice, SimEngine,
-};
+use farmem_gpu::device::{ComputeStep, Device, DeviceRange, SimConfig, SimDevice, SimEngine};
 use farmem_gpu::kv::{
     BlockCopy, BlockId, BlockManager, BlockStore, CopyMode, DeviceBlockStore, GroupId, KvConfig,
     KvStore, Residence, SeqId, SlotRef, TokenId,
@@ -27,17 +25,18 @@ use farmem_gpu::kv::{
 use farmem_gpu::ErrorKind;
 use proptest::prelude::*;
 
+mod gpu_kv_support;
+use gpu_kv_support::{op, pick_seq, prefix_hash, prompt, Op};
+
+mod cuda_support;
+use cuda_support::gpu;
+
 // ---- the model and the differential harness -------------------------------------------------
 
 /// The KV bytes a model writes for the token at `position`: `n` bytes that depend on the whole
 /// prefix (as real keys and values do), so a wrong hit, lost swap or bad copy shows.
 fn kv_bytes(tokens: &[TokenId], salt: Option<u64>, position: usize, n: usize) -> Vec<u8> {
-    let mut z = salt.unwrap_or(0x5EED);
-    for &t in &tokens[..=position] {
-        z = (z ^ u64::from(t))
-            .wrapping_mul(0x100_0000_01B3)
-            .rotate_left(17);
-    }
+    let mut z = prefix_hash(tokens, salt, position);
     (0..n)
         .map(|_| {
             z ^= z << 13;
@@ -46,45 +45,6 @@ fn kv_bytes(tokens: &[TokenId], salt: Option<u64>, position: usize, n: usize) ->
             z as u8
         })
         .collect()
-}
-
-#[derive(Clone, Debug)]
-enum Op {
-    Allocate {
-        doc: u8,
-        shared: usize,
-        own: usize,
-        salted: bool,
-    },
-    Append {
-        pick: usize,
-        token: TokenId,
-    },
-    Fork {
-        pick: usize,
-    },
-    Free {
-        pick: usize,
-    },
-    SwapOut {
-        pick: usize,
-    },
-    SwapIn {
-        pick: usize,
-    },
-}
-
-fn op() -> impl Strategy<Value = Op> {
-    prop_oneof![
-        2 => (0u8..3, 0usize..14, 0usize..6, proptest::bool::weighted(0.2)).prop_map(
-            |(doc, shared, own, salted)| Op::Allocate { doc, shared, own, salted }
-        ),
-        5 => (any::<usize>(), 0u32..4).prop_map(|(pick, token)| Op::Append { pick, token }),
-        1 => any::<usize>().prop_map(|pick| Op::Fork { pick }),
-        1 => any::<usize>().prop_map(|pick| Op::Free { pick }),
-        2 => any::<usize>().prop_map(|pick| Op::SwapOut { pick }),
-        2 => any::<usize>().prop_map(|pick| Op::SwapIn { pick }),
-    ]
 }
 
 /// A fixed pseudo-random op list (for the CUDA test, which runs outside proptest).
@@ -142,8 +102,7 @@ impl<S: KvStore> Diff<S> {
     }
 
     fn pick_seq(&self, pick: usize) -> Option<SeqId> {
-        let n = self.seqs.len();
-        (n > 0).then(|| *self.seqs.keys().nth(pick % n).unwrap())
+        pick_seq(&self.seqs, pick)
     }
 
     fn write_from(&mut self, seq: SeqId, from: usize) {
@@ -171,10 +130,7 @@ impl<S: KvStore> Diff<S> {
                 own,
                 salted,
             } => {
-                let mut prompt: Vec<TokenId> = (0..shared as u32)
-                    .map(|i| u32::from(doc) * 100 + i)
-                    .collect();
-                prompt.extend((0..own as u32).map(|i| 10_000 + self.next_group as u32 * 10 + i));
+                let prompt = prompt(doc, shared, own, self.next_group);
                 let salt = salted.then_some(7);
                 let group = GroupId(self.next_group);
                 self.next_group += 1;
@@ -316,7 +272,7 @@ proptest! {
     /// The device store and the byte store agree after every operation, in both copy modes.
     #[test]
     fn device_store_matches_the_byte_store(
-        ops in proptest::collection::vec(op(), 1..70),
+        ops in proptest::collection::vec(op(2), 1..70),
         block_size in 1usize..6,
         device in 4usize..28,
         host in 0usize..20,
@@ -741,23 +697,12 @@ fn one_allocation_per_pool_and_drop_frees_them() {
 
 // ---- CUDA --------------------------------------------------------------------------------------
 
-fn gpu() -> Option<Arc<CudaDevice>> {
-    match CudaDevice::new(0) {
-        Ok(dev) => {
-            eprintln!("running on {}", dev.describe());
-            Some(Arc::new(dev))
-        }
-        Err(e) => {
-            eprintln!("SKIPPED: no CUDA device: {e}");
-            None
-        }
-    }
-}
-
 #[test]
 #[ignore = "needs a CUDA GPU: run runtime/gpu/run-cuda-tests.sh"]
 fn cuda_swap_cow_and_prefix_hits_preserve_contents() {
-    let Some(dev) = gpu() else { return };
+    let Some(dev) = gpu().map(Arc::new) else {
+        return;
+    };
     // One layer of an OPT-13B-like model per slot: 2 (K, V) × 5120 × 2 bytes.
     let slot = 2 * 5120 * 2;
     for mode in [CopyMode::Coalesced, CopyMode::PerBlock] {
@@ -773,7 +718,9 @@ fn cuda_swap_cow_and_prefix_hits_preserve_contents() {
 #[test]
 #[ignore = "needs a CUDA GPU: run runtime/gpu/run-cuda-tests.sh"]
 fn cuda_device_store_matches_the_byte_store_under_random_operations() {
-    let Some(dev) = gpu() else { return };
+    let Some(dev) = gpu().map(Arc::new) else {
+        return;
+    };
     for (seed, mode) in [
         (7, CopyMode::Coalesced),
         (8, CopyMode::PerBlock),
@@ -797,7 +744,9 @@ fn cuda_device_store_matches_the_byte_store_under_random_operations() {
 #[test]
 #[ignore = "needs a CUDA GPU: run runtime/gpu/run-cuda-tests.sh"]
 fn cuda_an_oversized_pool_is_out_of_device_memory() {
-    let Some(dev) = gpu() else { return };
+    let Some(dev) = gpu().map(Arc::new) else {
+        return;
+    };
     let blocks = (dev.capacity_bytes() / (1 << 20)) as usize * 2;
     let cfg = KvConfig::new(blocks, 1);
     // 64 KiB slots × 16 = 1 MiB blocks: twice the GPU.

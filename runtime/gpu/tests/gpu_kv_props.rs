@@ -16,57 +16,14 @@ use farmem_gpu::kv::{
 use farmem_gpu::ErrorKind;
 use proptest::prelude::*;
 
+mod gpu_kv_support;
+use gpu_kv_support::{op, pick_seq, prefix_hash, prompt, Op};
+
 const SLOT_BYTES: usize = 8;
-
-#[derive(Clone, Debug)]
-enum Op {
-    /// A new group: `shared` tokens of a common document, then `own` private tokens.
-    Allocate {
-        doc: u8,
-        shared: usize,
-        own: usize,
-        salted: bool,
-    },
-    Append {
-        pick: usize,
-        token: TokenId,
-    },
-    Fork {
-        pick: usize,
-    },
-    Free {
-        pick: usize,
-    },
-    SwapOut {
-        pick: usize,
-    },
-    SwapIn {
-        pick: usize,
-    },
-}
-
-fn op() -> impl Strategy<Value = Op> {
-    prop_oneof![
-        2 => (0u8..3, 0usize..14, 0usize..6, proptest::bool::weighted(0.2)).prop_map(
-            |(doc, shared, own, salted)| Op::Allocate { doc, shared, own, salted }
-        ),
-        5 => (any::<usize>(), 0u32..4).prop_map(|(pick, token)| Op::Append { pick, token }),
-        1 => any::<usize>().prop_map(|pick| Op::Fork { pick }),
-        1 => any::<usize>().prop_map(|pick| Op::Free { pick }),
-        1 => any::<usize>().prop_map(|pick| Op::SwapOut { pick }),
-        1 => any::<usize>().prop_map(|pick| Op::SwapIn { pick }),
-    ]
-}
 
 /// The KV bytes a model writes for the token at `position`: a function of the whole prefix.
 fn kv_bytes(tokens: &[TokenId], salt: Option<u64>, position: usize) -> [u8; SLOT_BYTES] {
-    let mut z = salt.unwrap_or(0x5EED);
-    for &t in &tokens[..=position] {
-        z = (z ^ u64::from(t))
-            .wrapping_mul(0x100_0000_01B3)
-            .rotate_left(17);
-    }
-    z.to_le_bytes()
+    prefix_hash(tokens, salt, position).to_le_bytes()
 }
 
 struct Harness {
@@ -79,8 +36,7 @@ struct Harness {
 
 impl Harness {
     fn pick_seq(&self, pick: usize) -> Option<SeqId> {
-        let n = self.seqs.len();
-        (n > 0).then(|| *self.seqs.keys().nth(pick % n).unwrap())
+        pick_seq(&self.seqs, pick)
     }
 
     fn pick_group(&self, pick: usize) -> Option<GroupId> {
@@ -113,10 +69,7 @@ impl Harness {
                 own,
                 salted,
             } => {
-                let mut prompt: Vec<TokenId> = (0..shared as u32)
-                    .map(|i| u32::from(doc) * 100 + i)
-                    .collect();
-                prompt.extend((0..own as u32).map(|i| 10_000 + self.next_group as u32 * 10 + i));
+                let prompt = prompt(doc, shared, own, self.next_group);
                 let salt = salted.then_some(7);
                 let group = GroupId(self.next_group);
                 self.next_group += 1;
@@ -298,7 +251,7 @@ proptest! {
 
     #[test]
     fn random_operations_keep_every_invariant(
-        ops in proptest::collection::vec(op(), 1..80),
+        ops in proptest::collection::vec(op(1), 1..80),
         block_size in 1usize..6,
         device in 4usize..28,
         host in 0usize..20,

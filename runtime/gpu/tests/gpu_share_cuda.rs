@@ -9,40 +9,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use farmem_gpu::device::{checksum, ComputeStep, CudaDevice, Device};
+use farmem_gpu::device::{checksum, ComputeStep, Device};
 use farmem_gpu::share::{PageState, Priority, SharedDevice};
 
+mod cuda_support;
+use cuda_support::{gpu, pattern};
+
 const PAGE: u64 = 2 << 20;
-
-fn gpu() -> Option<Arc<CudaDevice>> {
-    match CudaDevice::new(0) {
-        Ok(dev) => {
-            eprintln!("running on {}", dev.describe());
-            Some(Arc::new(dev))
-        }
-        Err(e) => {
-            eprintln!("SKIPPED: no CUDA device: {e}");
-            None
-        }
-    }
-}
-
-fn pattern(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn eviction_and_fault_in_keep_contents_on_a_gpu() {
-    let Some(dev) = gpu() else { return };
+    let Some(dev) = gpu().map(Arc::new) else {
+        return;
+    };
     let mut shared = SharedDevice::new(dev.clone(), 8 * PAGE, PAGE).unwrap();
     let prod = shared.add_tenant(Priority::Production, dev.create_stream().unwrap());
     let opp = shared.add_tenant(Priority::Opportunistic, dev.create_stream().unwrap());
@@ -73,7 +53,9 @@ fn eviction_and_fault_in_keep_contents_on_a_gpu() {
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn eviction_is_ordered_between_tenant_streams_on_a_gpu() {
-    let Some(dev) = gpu() else { return };
+    let Some(dev) = gpu().map(Arc::new) else {
+        return;
+    };
     let mut shared = SharedDevice::new(dev.clone(), 2 * PAGE, PAGE).unwrap();
     let prod_stream = dev.create_stream().unwrap();
     let opp_stream = dev.create_stream().unwrap();

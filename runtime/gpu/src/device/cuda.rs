@@ -30,8 +30,8 @@ use cudarc::driver::{sys, CudaContext};
 use farmem_error::{Error, ErrorKind, Result};
 
 use super::{
-    check_range, check_step, next_device_id, out_of_device_memory, ComputeStep, Device,
-    DeviceBuffer, Event, PinnedBuffer, Stream,
+    check_copy, check_range, check_step, next_device_id, out_of_device_memory, ComputeStep,
+    CopyDirection, Device, DeviceBuffer, Event, PinnedBuffer, Stream,
 };
 
 /// The PTX of the compute-step kernel (see `cuda_kernel.cu`).
@@ -376,8 +376,13 @@ impl Device for CudaDevice {
         let s = self.stream(&st, stream)?;
         let from = self.host_ptr(&st, src)?;
         let to = self.device_ptr(&st, dst)?;
-        check_range("host→device copy source", src.bytes, src_offset, bytes)?;
-        check_range("host→device copy destination", dst.bytes, dst_offset, bytes)?;
+        check_copy(
+            CopyDirection::ToDevice,
+            (src.bytes, src_offset),
+            (dst.bytes, dst_offset),
+            bytes,
+            false,
+        )?;
         // SAFETY: (1) both allocations are live (table lookups under the lock) and the ranges lie
         // inside them (checked above); (2) the slice is only read by the DMA engine, and the trait
         // contract forbids rewriting or freeing the source before the copy completes.
@@ -401,8 +406,13 @@ impl Device for CudaDevice {
         let s = self.stream(&st, stream)?;
         let from = self.device_ptr(&st, src)?;
         let to = self.host_ptr(&st, dst)?;
-        check_range("device→host copy source", src.bytes, src_offset, bytes)?;
-        check_range("device→host copy destination", dst.bytes, dst_offset, bytes)?;
+        check_copy(
+            CopyDirection::ToHost,
+            (src.bytes, src_offset),
+            (dst.bytes, dst_offset),
+            bytes,
+            false,
+        )?;
         // SAFETY: (1) both allocations are live and the ranges inside them (checked above);
         // (2) the host range is written by DMA later; the contract forbids reading it (other than
         // through `read_pinned` after synchronizing) or freeing it before the copy completes, and
@@ -427,19 +437,13 @@ impl Device for CudaDevice {
         let s = self.stream(&st, stream)?;
         let from = self.device_ptr(&st, src)?;
         let to = self.device_ptr(&st, dst)?;
-        check_range("device→device copy source", src.bytes, src_offset, bytes)?;
-        check_range(
-            "device→device copy destination",
-            dst.bytes,
-            dst_offset,
+        check_copy(
+            CopyDirection::OnDevice,
+            (src.bytes, src_offset),
+            (dst.bytes, dst_offset),
             bytes,
+            src.id == dst.id,
         )?;
-        if src.id == dst.id && src_offset < dst_offset + bytes && dst_offset < src_offset + bytes {
-            return Err(Error::invalid(format!(
-                "device→device copy within one buffer overlaps ({src_offset} and {dst_offset}, \
-                 {bytes} bytes); copy through a second buffer"
-            )));
-        }
         // SAFETY: both device allocations are live and both ranges lie inside them (checked).
         unsafe { result::memcpy_dtod_async(to + dst_offset, from + src_offset, len(bytes), s) }
             .map_err(|e| driver("cuMemcpyDtoDAsync", e))

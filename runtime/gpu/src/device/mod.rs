@@ -283,6 +283,47 @@ pub(crate) fn check_range(what: &str, size: u64, offset: u64, len: u64) -> Resul
     }
 }
 
+/// Which way a copy moves bytes: names the copy in its error messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CopyDirection {
+    /// Pinned host memory to device memory ([`Device::copy_to_device`]).
+    ToDevice,
+    /// Device memory to pinned host memory ([`Device::copy_to_host`]).
+    ToHost,
+    /// Device memory to device memory ([`Device::copy_on_device`]).
+    OnDevice,
+}
+
+/// Checks one copy's ranges the same way in every backend: `bytes` from `src_offset` of a
+/// `src_size`-byte source to `dst_offset` of a `dst_size`-byte destination. A copy within one
+/// buffer (`same_buffer`) must not overlap itself: CUDA leaves overlapping `cuMemcpy` undefined.
+pub(crate) fn check_copy(
+    direction: CopyDirection,
+    (src_size, src_offset): (u64, u64),
+    (dst_size, dst_offset): (u64, u64),
+    bytes: u64,
+    same_buffer: bool,
+) -> Result<()> {
+    let (source, destination) = match direction {
+        CopyDirection::ToDevice => ("host→device copy source", "host→device copy destination"),
+        CopyDirection::ToHost => ("device→host copy source", "device→host copy destination"),
+        CopyDirection::OnDevice => (
+            "device→device copy source",
+            "device→device copy destination",
+        ),
+    };
+    check_range(source, src_size, src_offset, bytes)?;
+    check_range(destination, dst_size, dst_offset, bytes)?;
+    // Both ends are in range, so neither sum overflows; with `bytes == 0` the test is false.
+    if same_buffer && src_offset < dst_offset + bytes && dst_offset < src_offset + bytes {
+        return Err(Error::invalid(format!(
+            "device→device copy within one buffer overlaps ({src_offset} and {dst_offset}, \
+             {bytes} bytes); copy through a second buffer"
+        )));
+    }
+    Ok(())
+}
+
 /// Checks the `ComputeStep` ranges that do not depend on a backend.
 pub(crate) fn check_step(step: &ComputeStep<'_>) -> Result<()> {
     if let Some(r) = step.reads {

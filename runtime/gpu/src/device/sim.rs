@@ -36,8 +36,8 @@ use std::time::Duration;
 use farmem_error::{Error, ErrorKind, Result};
 
 use super::{
-    check_range, check_step, checksum, next_device_id, out_of_device_memory, ComputeStep, Device,
-    DeviceBuffer, Event, PinnedBuffer, Stream,
+    check_copy, check_range, check_step, checksum, next_device_id, out_of_device_memory,
+    ComputeStep, CopyDirection, Device, DeviceBuffer, Event, PinnedBuffer, Stream,
 };
 
 /// A copy link's model: fixed latency plus bytes over bandwidth.
@@ -181,6 +181,40 @@ struct SimState {
     engine_busy: [u64; 4],
     host_ps: u64,
     trace: Vec<SimOp>,
+}
+
+/// One end of a copy: a buffer in device memory or in pinned host memory.
+#[derive(Clone, Copy)]
+enum CopyEnd<'a> {
+    Device(&'a DeviceBuffer),
+    Pinned(&'a PinnedBuffer),
+}
+
+impl CopyEnd<'_> {
+    /// The buffer's size in bytes.
+    fn bytes(self) -> u64 {
+        match self {
+            CopyEnd::Device(buf) => buf.bytes,
+            CopyEnd::Pinned(buf) => buf.bytes,
+        }
+    }
+
+    /// Whether both ends name one buffer (ids are unique only within one table).
+    fn same_buffer(self, other: CopyEnd<'_>) -> bool {
+        match (self, other) {
+            (CopyEnd::Device(a), CopyEnd::Device(b)) => a.id == b.id,
+            (CopyEnd::Pinned(a), CopyEnd::Pinned(b)) => a.id == b.id,
+            _ => false,
+        }
+    }
+
+    /// The buffer's bytes in the simulator's tables (`None` once freed).
+    fn memory(self, st: &mut SimState) -> Option<&mut Vec<u8>> {
+        match self {
+            CopyEnd::Device(buf) => st.buffers.get_mut(&buf.id),
+            CopyEnd::Pinned(buf) => st.pinned.get_mut(&buf.id),
+        }
+    }
 }
 
 /// A deterministic simulated GPU (see the module note for the timing model).
@@ -371,6 +405,62 @@ impl SimDevice {
         }
     }
 
+    /// Checks that a copy's end is a live buffer of this device.
+    fn check_end(&self, st: &SimState, end: CopyEnd<'_>) -> Result<()> {
+        match end {
+            CopyEnd::Device(buf) => self.check_buffer(st, buf),
+            CopyEnd::Pinned(buf) => self.check_pinned(st, buf),
+        }
+    }
+
+    /// The one copy path behind `copy_to_device`, `copy_to_host` and `copy_on_device`: they
+    /// differ only in which memory each end lives in and in the engine and link that time them.
+    fn copy(
+        &self,
+        stream: Stream,
+        direction: CopyDirection,
+        (src, src_offset): (CopyEnd<'_>, u64),
+        (dst, dst_offset): (CopyEnd<'_>, u64),
+        bytes: u64,
+    ) -> Result<()> {
+        let mut st = self.state()?;
+        let s = self.stream_index(&st, stream)?;
+        self.check_end(&st, src)?;
+        self.check_end(&st, dst)?;
+        let same_buffer = src.same_buffer(dst);
+        check_copy(
+            direction,
+            (src.bytes(), src_offset),
+            (dst.bytes(), dst_offset),
+            bytes,
+            same_buffer,
+        )?;
+        let st = &mut *st;
+        let (from_range, to_at) = (at(src_offset)..at(src_offset + bytes), at(dst_offset));
+        if same_buffer {
+            if let Some(mem) = src.memory(st) {
+                mem.copy_within(from_range, to_at);
+            }
+        } else {
+            // Take the destination's bytes out of their table for the copy, so the source (which
+            // may live in the same table) can be borrowed beside them without a temporary copy.
+            let mut to = dst.memory(st).map(std::mem::take);
+            if let (Some(to), Some(from)) = (to.as_mut(), src.memory(st)) {
+                to[to_at..to_at + from_range.len()].copy_from_slice(&from[from_range]);
+            }
+            if let (Some(to), Some(slot)) = (to, dst.memory(st)) {
+                *slot = to;
+            }
+        }
+        let (engine, link) = match direction {
+            CopyDirection::ToDevice => (SimEngine::ToDevice, &self.config.to_device),
+            CopyDirection::ToHost => (SimEngine::ToHost, &self.config.to_host),
+            CopyDirection::OnDevice => (SimEngine::OnDevice, &self.config.on_device),
+        };
+        self.schedule(st, s, engine, bytes, link.copy_ps(bytes));
+        Ok(())
+    }
+
     fn host_buffer(bytes: u64, what: &str) -> Result<Vec<u8>> {
         let n = usize::try_from(bytes).map_err(|_| {
             Error::invalid(format!("{what} of {bytes} bytes exceeds the address space"))
@@ -516,20 +606,13 @@ impl Device for SimDevice {
         dst_offset: u64,
         bytes: u64,
     ) -> Result<()> {
-        let mut st = self.state()?;
-        let s = self.stream_index(&st, stream)?;
-        self.check_pinned(&st, src)?;
-        self.check_buffer(&st, dst)?;
-        check_range("host→device copy source", src.bytes, src_offset, bytes)?;
-        check_range("host→device copy destination", dst.bytes, dst_offset, bytes)?;
-        let st = &mut *st;
-        if let (Some(from), Some(to)) = (st.pinned.get(&src.id), st.buffers.get_mut(&dst.id)) {
-            to[at(dst_offset)..at(dst_offset + bytes)]
-                .copy_from_slice(&from[at(src_offset)..at(src_offset + bytes)]);
-        }
-        let d = self.config.to_device.copy_ps(bytes);
-        self.schedule(st, s, SimEngine::ToDevice, bytes, d);
-        Ok(())
+        self.copy(
+            stream,
+            CopyDirection::ToDevice,
+            (CopyEnd::Pinned(src), src_offset),
+            (CopyEnd::Device(dst), dst_offset),
+            bytes,
+        )
     }
 
     fn copy_to_host(
@@ -541,20 +624,13 @@ impl Device for SimDevice {
         dst_offset: u64,
         bytes: u64,
     ) -> Result<()> {
-        let mut st = self.state()?;
-        let s = self.stream_index(&st, stream)?;
-        self.check_buffer(&st, src)?;
-        self.check_pinned(&st, dst)?;
-        check_range("device→host copy source", src.bytes, src_offset, bytes)?;
-        check_range("device→host copy destination", dst.bytes, dst_offset, bytes)?;
-        let st = &mut *st;
-        if let (Some(from), Some(to)) = (st.buffers.get(&src.id), st.pinned.get_mut(&dst.id)) {
-            to[at(dst_offset)..at(dst_offset + bytes)]
-                .copy_from_slice(&from[at(src_offset)..at(src_offset + bytes)]);
-        }
-        let d = self.config.to_host.copy_ps(bytes);
-        self.schedule(st, s, SimEngine::ToHost, bytes, d);
-        Ok(())
+        self.copy(
+            stream,
+            CopyDirection::ToHost,
+            (CopyEnd::Device(src), src_offset),
+            (CopyEnd::Pinned(dst), dst_offset),
+            bytes,
+        )
     }
 
     fn copy_on_device(
@@ -566,41 +642,13 @@ impl Device for SimDevice {
         dst_offset: u64,
         bytes: u64,
     ) -> Result<()> {
-        let mut st = self.state()?;
-        let s = self.stream_index(&st, stream)?;
-        self.check_buffer(&st, src)?;
-        self.check_buffer(&st, dst)?;
-        check_range("device→device copy source", src.bytes, src_offset, bytes)?;
-        check_range(
-            "device→device copy destination",
-            dst.bytes,
-            dst_offset,
+        self.copy(
+            stream,
+            CopyDirection::OnDevice,
+            (CopyEnd::Device(src), src_offset),
+            (CopyEnd::Device(dst), dst_offset),
             bytes,
-        )?;
-        if src.id == dst.id {
-            let overlap = src_offset < dst_offset + bytes && dst_offset < src_offset + bytes;
-            if overlap && bytes > 0 {
-                return Err(Error::invalid(format!(
-                    "device→device copy within one buffer overlaps ({src_offset} and \
-                     {dst_offset}, {bytes} bytes); copy through a second buffer"
-                )));
-            }
-            if let Some(mem) = st.buffers.get_mut(&src.id) {
-                mem.copy_within(at(src_offset)..at(src_offset + bytes), at(dst_offset));
-            }
-        } else {
-            let from = st
-                .buffers
-                .get(&src.id)
-                .map(|m| m[at(src_offset)..at(src_offset + bytes)].to_vec())
-                .unwrap_or_default();
-            if let Some(to) = st.buffers.get_mut(&dst.id) {
-                to[at(dst_offset)..at(dst_offset + bytes)].copy_from_slice(&from);
-            }
-        }
-        let d = self.config.on_device.copy_ps(bytes);
-        self.schedule(&mut st, s, SimEngine::OnDevice, bytes, d);
-        Ok(())
+        )
     }
 
     fn launch(&self, stream: Stream, step: &ComputeStep<'_>) -> Result<()> {
