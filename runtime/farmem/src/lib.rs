@@ -13,6 +13,9 @@
 //! - [`gpu`]: GPU paging — the PagedAttention KV-cache block manager, PipeSwitch model
 //!   switching and TGS-style oversubscription.
 //!
+//! - [`session`]: one running instance for an application — workers, far memory and an
+//!   embedded memory server — what the C and Python bindings open.
+//!
 //! Every fallible call returns [`Result`] with farmem's one [`Error`] type.
 
 pub use farmem_dataframe as dataframe;
@@ -22,3 +25,5 @@ pub use farmem_net as net;
 pub use farmem_objects as objects;
 pub use farmem_sched as sched;
 pub use farmem_server as server;
+pub mod session;
+pub use session::{Session, SessionConfig};

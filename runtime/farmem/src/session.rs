@@ -1,0 +1,348 @@
+//! One running farmem instance for an application: green-thread workers, far memory with its
+//! local budget, and the memory server it uses (embedded in this process by default).
+//!
+//! The C ABI (`ffi/`) and the Python bindings (`python/`) both open a [`Session`]; Rust programs
+//! may too, or assemble the parts themselves as `farmem-demo` does. Pieces are torn down in the
+//! reverse order they were made: workers first (no green thread touches far memory after), then
+//! far memory (its evacuator and connections), then the embedded server.
+//!
+//! ```
+//! use farmem::session::{Session, SessionConfig};
+//! let s = Session::start(SessionConfig { local_bytes: 4 << 20, ..SessionConfig::default() })?;
+//! let sum = s.runtime().block_on({
+//!     let far = s.far().clone();
+//!     move || -> farmem::Result<u64> {
+//!         let mut a = far.array::<u64>(1000)?;
+//!         let scope = far.scope();
+//!         for i in 0..1000 {
+//!             a.set(i, i as u64, &scope)?;
+//!         }
+//!         (0..1000).map(|i| a.get(i, &scope).map(|v| *v)).sum()
+//!     }
+//! })?;
+//! assert_eq!(sum, 499_500);
+//! # Ok::<(), farmem::Error>(())
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use farmem_dataframe::{FarStorage, MIN_LOCAL_BYTES};
+use farmem_error::{Error, Result};
+use farmem_objects::{Backend, Config, FarMemory, TcpBackend};
+use farmem_sched::Runtime;
+use farmem_server::{Server, ServerConfig, ServerHandle};
+
+/// How to open a [`Session`]. `SessionConfig::default()` is a useful start: 256 MiB of local
+/// memory, an embedded server of 4 GiB, one worker per core.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionConfig {
+    /// Local memory budget for far-memory objects, bytes.
+    pub local_bytes: usize,
+    /// Capacity of the embedded memory server, bytes (ignored with [`server`](Self::server)).
+    pub far_bytes: u64,
+    /// `host:port` of a running `farmem-server`; `None` starts one inside this process on
+    /// 127.0.0.1 (an ephemeral port).
+    pub server: Option<String>,
+    /// The cluster token of [`server`](Self::server) (required with it; the embedded server
+    /// gets a fresh one).
+    pub token: Option<Vec<u8>>,
+    /// TCP connections to the memory server.
+    pub connections: usize,
+    /// Green-thread worker threads; 0 means one per core.
+    pub workers: usize,
+    /// Far-memory chunk size, bytes; 0 picks one from the local budget (4 KiB below 4 MiB,
+    /// 64 KiB above, as [`FarStorage::config_for`] does).
+    pub chunk_bytes: usize,
+    /// Evacuator threads (at least 1).
+    pub evacuator_threads: usize,
+}
+
+impl Default for SessionConfig {
+    fn default() -> SessionConfig {
+        SessionConfig {
+            local_bytes: 256 << 20,
+            far_bytes: 4 << 30,
+            server: None,
+            token: None,
+            connections: 2,
+            workers: 0,
+            chunk_bytes: 0,
+            evacuator_threads: 1,
+        }
+    }
+}
+
+impl SessionConfig {
+    /// Checks the fields, with a message naming the bad one.
+    pub fn validate(&self) -> Result<()> {
+        if self.local_bytes < MIN_LOCAL_BYTES {
+            return Err(Error::invalid(format!(
+                "local memory of {} bytes is below the minimum of {MIN_LOCAL_BYTES}; raise local_bytes",
+                self.local_bytes
+            )));
+        }
+        if self.server.is_none() && self.far_bytes == 0 {
+            return Err(Error::invalid(
+                "far_bytes is 0: the embedded memory server needs some capacity",
+            ));
+        }
+        if self.server.is_some() && self.token.is_none() {
+            return Err(Error::invalid(
+                "a remote memory server needs its cluster token; set token",
+            ));
+        }
+        if self.connections == 0 {
+            return Err(Error::invalid("connections is 0; use at least 1"));
+        }
+        if self.evacuator_threads == 0 {
+            return Err(Error::invalid("evacuator_threads is 0; use at least 1"));
+        }
+        if self.chunk_bytes != 0 && !self.chunk_bytes.is_power_of_two() {
+            return Err(Error::invalid(format!(
+                "chunk_bytes {} is not a power of two (or 0 for the default)",
+                self.chunk_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    /// The far-memory configuration this session config implies.
+    pub fn far_config(&self) -> Result<Config> {
+        let base = FarStorage::config_for(self.local_bytes)?;
+        let chunk = if self.chunk_bytes == 0 {
+            base.chunk_bytes
+        } else {
+            self.chunk_bytes
+        };
+        Config::builder()
+            .local_bytes(self.local_bytes)
+            .chunk_bytes(chunk)
+            .region_bytes(base.region_bytes.max(chunk * 4))
+            .evacuator_threads(self.evacuator_threads)
+            .build()
+    }
+}
+
+/// A running farmem instance: workers, far memory and (by default) an embedded memory server.
+/// Dropping it (or [`close`](Session::close)) stops them in reverse order.
+pub struct Session {
+    // Field order is drop order: workers, then far memory, then the server.
+    runtime: Option<Runtime>,
+    far: Option<Arc<FarMemory>>,
+    server: Option<ServerHandle>,
+    config: SessionConfig,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("config", &self.config)
+            .field("server", &self.server.as_ref().map(|s| s.addr()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// Starts workers, connects far memory, and starts the embedded server unless
+    /// `config.server` names one.
+    pub fn start(config: SessionConfig) -> Result<Session> {
+        config.validate()?;
+        let far_config = config.far_config()?;
+        let (addr, token, server) = match &config.server {
+            Some(addr) => (addr.clone(), config.token.clone().unwrap_or_default(), None),
+            None => {
+                let token = format!("farmem-session-{}-{}", std::process::id(), fresh_id());
+                let server = Server::start(ServerConfig::new(
+                    "127.0.0.1:0",
+                    config.far_bytes,
+                    token.clone(),
+                ))
+                .map_err(|e| e.with_context("starting the embedded memory server"))?;
+                (server.addr().to_string(), token.into_bytes(), Some(server))
+            }
+        };
+        let backend: Arc<dyn Backend> =
+            Arc::new(TcpBackend::connect(addr, token, config.connections)?);
+        let far = Arc::new(FarMemory::new(far_config, backend)?);
+        let mut builder = Runtime::builder().thread_name("farmem-worker");
+        if config.workers > 0 {
+            builder = builder.workers(config.workers);
+        }
+        let runtime = builder.build()?;
+        Ok(Session {
+            runtime: Some(runtime),
+            far: Some(far),
+            server,
+            config,
+        })
+    }
+
+    /// The green-thread runtime.
+    pub fn runtime(&self) -> &Runtime {
+        // Only `close` takes it, and it consumes the session.
+        self.runtime.as_ref().expect("session is open")
+    }
+
+    /// Far memory: containers are made from it (`far().array::<u64>(n)`).
+    pub fn far(&self) -> &Arc<FarMemory> {
+        self.far.as_ref().expect("session is open")
+    }
+
+    /// DataFrame columns in this session's far memory.
+    pub fn storage(&self) -> FarStorage {
+        FarStorage::from_arc(self.far().clone())
+    }
+
+    /// The configuration it was started with.
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
+    /// The embedded server's address, `None` when using a remote server.
+    pub fn embedded_server(&self) -> Option<SocketAddr> {
+        self.server.as_ref().map(|s| s.addr())
+    }
+
+    /// Stops everything, returning the first background error far memory reported, if any.
+    pub fn close(mut self) -> Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<()> {
+        drop(self.runtime.take());
+        let err = self.far.as_ref().and_then(|f| f.take_error());
+        drop(self.far.take());
+        if let Some(s) = self.server.take() {
+            s.shutdown();
+        }
+        match err {
+            Some(e) => Err(e.with_context("far memory reported a background error")),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+fn fresh_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    t ^ NEXT.fetch_add(1, Ordering::Relaxed).rotate_left(32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use farmem_error::ErrorKind;
+
+    #[test]
+    fn rejects_bad_configs_with_the_field_named() {
+        let cases = [
+            (
+                SessionConfig {
+                    local_bytes: 10,
+                    ..SessionConfig::default()
+                },
+                "local_bytes",
+            ),
+            (
+                SessionConfig {
+                    server: Some("127.0.0.1:1".into()),
+                    ..SessionConfig::default()
+                },
+                "token",
+            ),
+            (
+                SessionConfig {
+                    connections: 0,
+                    ..SessionConfig::default()
+                },
+                "connections",
+            ),
+            (
+                SessionConfig {
+                    chunk_bytes: 3000,
+                    ..SessionConfig::default()
+                },
+                "chunk_bytes",
+            ),
+            (
+                SessionConfig {
+                    far_bytes: 0,
+                    ..SessionConfig::default()
+                },
+                "far_bytes",
+            ),
+        ];
+        for (cfg, field) in cases {
+            let e = Session::start(cfg).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+            assert!(e.to_string().contains(field), "{e} should name {field}");
+        }
+    }
+
+    #[test]
+    fn containers_and_frames_work_and_close_reports_ok() {
+        let s = Session::start(SessionConfig {
+            local_bytes: 2 << 20,
+            far_bytes: 64 << 20,
+            workers: 2,
+            ..SessionConfig::default()
+        })
+        .unwrap();
+        assert!(s.embedded_server().is_some());
+        let far = s.far().clone();
+        // 4 MiB of u64s through a 2 MiB budget: most of it is remote.
+        let n = 512 * 1024;
+        let total = s
+            .runtime()
+            .block_on(move || -> Result<u64> {
+                let mut v = far.vec::<u64>()?;
+                let mut scope = far.scope();
+                for i in 0..n {
+                    v.push(i, &scope)?;
+                    if i % 4096 == 0 {
+                        scope.renew();
+                    }
+                }
+                let mut t = 0;
+                for i in 0..n as usize {
+                    t += *v.get(i, &scope)?;
+                    if i % 4096 == 0 {
+                        scope.renew();
+                    }
+                }
+                Ok(t)
+            })
+            .unwrap();
+        assert_eq!(total, n * (n - 1) / 2);
+        assert!(s.far().metrics().bytes_written_back > 0);
+        s.close().unwrap();
+    }
+
+    #[test]
+    fn a_remote_server_that_is_not_there_is_disconnected_not_a_hang() {
+        let e = Session::start(SessionConfig {
+            server: Some("127.0.0.1:1".into()),
+            token: Some(b"t".to_vec()),
+            ..SessionConfig::default()
+        })
+        .unwrap_err();
+        assert!(
+            matches!(
+                e.kind(),
+                ErrorKind::Disconnected | ErrorKind::Io | ErrorKind::Timeout
+            ),
+            "{e:?}"
+        );
+    }
+}
