@@ -23,9 +23,21 @@ if [ -w /proc/sys/vm/max_map_count ] && [ "$(cat /proc/sys/vm/max_map_count)" -l
   echo 262144 > /proc/sys/vm/max_map_count || true
 fi
 
+# bindgen (the C header drift test in ffi/) needs libclang.
+if ! ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1 && ! ldconfig -p | grep -q 'libclang\.so'; then
+  step "installing libclang-dev (bindgen)"
+  apt-get install -y libclang-dev >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y libclang-dev; }
+fi
+
 step "cargo test"
 cargo test --workspace --locked
 
 step "loom models (hand-written atomic protocols)"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
   cargo test --locked --release -p farmem-sched -p farmem-objects --lib loom
+
+step "C and C++: libfarmem, cpp-examples under ctest (plain and ASan), install + consumer"
+bash cpp-examples/run-tests.sh
+
+step "Python: pip install ./python, pytest, stubtest"
+bash python/run-tests.sh
