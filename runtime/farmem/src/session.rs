@@ -56,6 +56,11 @@ pub struct SessionConfig {
     pub chunk_bytes: usize,
     /// Evacuator threads (at least 1).
     pub evacuator_threads: usize,
+    /// How long a write that needs local memory waits for the evacuator before failing with
+    /// `OutOfLocalMemory`. Longer than the object layer's default (200 ms): an application's
+    /// threads share the machine with the evacuator, and a busy machine should slow a write
+    /// down, not fail it.
+    pub alloc_wait: std::time::Duration,
 }
 
 impl Default for SessionConfig {
@@ -69,6 +74,7 @@ impl Default for SessionConfig {
             workers: 0,
             chunk_bytes: 0,
             evacuator_threads: 1,
+            alloc_wait: std::time::Duration::from_secs(2),
         }
     }
 }
@@ -120,6 +126,7 @@ impl SessionConfig {
             .chunk_bytes(chunk)
             .region_bytes(base.region_bytes.max(chunk * 4))
             .evacuator_threads(self.evacuator_threads)
+            .alloc_wait(self.alloc_wait)
             .build()
     }
 }
