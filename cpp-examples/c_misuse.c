@@ -10,6 +10,7 @@
 #include <farmem.h>
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,10 +78,35 @@ int main(void) {
   check_err(fm_runtime_create(&cfg, &rt), FM_INVALID_ARGUMENT, "local_bytes below the minimum",
             "local", NULL);
 
+  /* A caller built against the first fm_config_t (before alloc_wait_ms): its struct, exactly
+   * that long on the heap, so the ASan build reports any read past its end. */
+  const size_t v1_size = offsetof(fm_config_t, alloc_wait_ms);
+  fm_config_init(&cfg);
+  cfg.struct_size = v1_size;
+  cfg.local_bytes = 1 << 20;
+  cfg.far_bytes = 64 << 20;
+  cfg.workers = 1;
+  void *old_caller = malloc(v1_size);
+  memcpy(old_caller, &cfg, v1_size);
+  fm_runtime_t *old_rt = NULL;
+  check_true(fm_runtime_create((const fm_config_t *)old_caller, &old_rt) == FM_OK && old_rt != NULL,
+             "a first-version fm_config_t (shorter struct_size) works");
+  check_true(fm_runtime_destroy(old_rt) == FM_OK, "its runtime is destroyed");
+  free(old_caller);
+  cfg.struct_size = v1_size - 8;
+  check_err(fm_runtime_create(&cfg, &rt), FM_INVALID_ARGUMENT,
+            "struct_size below the first version", "struct_size", NULL);
+  fm_config_init(&cfg);
+  cfg.evacuator_threads = 65;
+  check_err(fm_runtime_create(&cfg, &rt), FM_INVALID_ARGUMENT, "65 evacuator threads",
+            "evacuator_threads", "65");
+
   fm_config_init(&cfg);
   cfg.local_bytes = 1 << 20;
   cfg.far_bytes = 64 << 20;
   cfg.workers = 1;
+  cfg.alloc_wait_ms = 10000;
+  cfg.evacuator_threads = 2;
   fm_status_t st = fm_runtime_create(&cfg, &rt);
   check_true(st == FM_OK && rt != NULL, "runtime starts");
   if (st != FM_OK) {
@@ -206,6 +232,13 @@ int main(void) {
   check_true(len > 2 && len <= 24, "the too-small buffer reports the size needed");
   check_err(fm_taxi_pickup_time_parts(df, 3, NULL, 0, &len), FM_INVALID_ARGUMENT,
             "time part 3 (only 0, 1, 2)", "3", NULL);
+  fm_pickup_row_t preview[3];
+  len = 0;
+  check_err(fm_taxi_pickup_preview(df, preview, 3, &len), FM_INVALID_ARGUMENT,
+            "step 7 preview into 3 rows", "fm_taxi_pickup_preview", "cap >= ");
+  check_true(len > 3 && len <= 10, "the too-small preview buffer reports the size needed");
+  check_err(fm_taxi_pickup_preview(NULL, NULL, 0, &len), FM_INVALID_ARGUMENT,
+            "step 7 preview of a NULL frame", "fm_taxi_pickup_preview", "df");
   size_t need = 0;
   check_true(fm_dataframe_column_name(df, 0, NULL, 0, &need) == FM_OK && need == strlen("VendorID") + 1,
              "column 0 name size asked with NULL buffer");

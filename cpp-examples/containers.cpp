@@ -3,9 +3,12 @@
 // A vector of 512K uint64_t (4 MiB) goes through a 1 MiB local budget, so it is mostly
 // remote; list, stack and queue are checked against std containers doing the same operations.
 // Misuse from C++ (out-of-range index, an ended scope, a moved-from container) must throw
-// farmem::Error with ErrorKind::InvalidArgument and a message. Prints "containers: PASS" last.
+// farmem::Error with ErrorKind::InvalidArgument and a message. The Config builder's
+// alloc_wait() and evacuator_threads() reach fm_config_t (and the runtime, which rejects 65
+// evacuator threads). Prints "containers: PASS" last.
 #include <farmem.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <deque>
@@ -41,11 +44,36 @@ struct Point {
   std::int32_t y;
 };
 
+/// The Config builder's knobs land in the C struct it hands the library.
+void check_config() {
+  const fm_config_t c = farmem::Config()
+                            .alloc_wait(std::chrono::seconds(5))
+                            .evacuator_threads(3)
+                            .workers(2)
+                            .to_c();
+  expect(c.struct_size == sizeof(fm_config_t) && c.alloc_wait_ms == 5000 &&
+             c.evacuator_threads == 3 && c.workers == 2,
+         "config: alloc_wait and evacuator_threads reach fm_config_t");
+  const fm_config_t d = farmem::Config().alloc_wait(std::chrono::milliseconds(-5)).to_c();
+  expect(d.alloc_wait_ms == 0 && d.evacuator_threads == 0,
+         "config: a negative wait and unset knobs mean the defaults");
+  expect_invalid("a runtime with 65 evacuator threads", [] {
+    farmem::Runtime bad(
+        farmem::Config().local_bytes(1u << 20).far_bytes(64u << 20).evacuator_threads(65));
+  });
+}
+
 }  // namespace
 
 int main() {
   try {
-    farmem::Runtime rt(farmem::Config().local_bytes(1u << 20).far_bytes(128u << 20).workers(2));
+    check_config();
+    farmem::Runtime rt(farmem::Config()
+                           .local_bytes(1u << 20)
+                           .far_bytes(128u << 20)
+                           .workers(2)
+                           .alloc_wait(std::chrono::seconds(5))
+                           .evacuator_threads(2));
     rt.run([&] {
       constexpr std::size_t n = 512 * 1024;
       farmem::Vector<std::uint64_t> vec(rt);

@@ -4,8 +4,8 @@
 //   taxi --generate ROWS CSV   writes the seeded generated file farmem-demo uses (seed 42)
 //   taxi [--local-bytes N] CSV runs the nine steps through the C++ step wrappers and prints
 //                              each result in exactly the format of farmem-demo (the Display
-//                              impls of runtime/dataframe/src/taxi.rs), except step 7's preview
-//                              of the first rows, which the C ABI does not expose
+//                              impls of runtime/dataframe/src/taxi.rs), step 7's preview of
+//                              the first rows included
 //   taxi --reference CSV       has the library print the nine steps itself (fm_taxi_run_all)
 //
 // Lines of our own (load, traffic) start with "taxi:" so the comparison script can drop them.
@@ -43,6 +43,34 @@ std::string rust_f64(double v) {
   auto res = std::to_chars(buf, buf + sizeof(buf), v, std::chars_format::fixed);
   if (res.ec != std::errc()) return "?";
   return std::string(buf, res.ptr);
+}
+
+/// `YYYY-MM-DD HH:MM:SS` of seconds since the epoch, as farmem's `format_timestamp` writes it
+/// (the file's wall clock read as UTC; Howard Hinnant's `civil_from_days`, years clamped to
+/// 0..=9999).
+std::string format_timestamp(std::int64_t ts) {
+  constexpr std::int64_t kDay = 86400;
+  std::int64_t days = ts / kDay;
+  std::int64_t secs = ts % kDay;
+  if (secs < 0) {
+    secs += kDay;
+    days -= 1;
+  }
+  const std::int64_t z = days + 719468;
+  const std::int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+  const std::int64_t doe = z - era * 146097;
+  const std::int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  const std::int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const std::int64_t mp = (5 * doy + 2) / 153;
+  const std::int64_t day = doy - (153 * mp + 2) / 5 + 1;
+  const std::int64_t month = mp < 10 ? mp + 3 : mp - 9;
+  std::int64_t year = yoe + era * 400 + (month <= 2 ? 1 : 0);
+  year = year < 0 ? 0 : (year > 9999 ? 9999 : year);
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%04d-%02d-%02d %02d:%02d:%02d", static_cast<int>(year),
+                static_cast<int>(month), static_cast<int>(day), static_cast<int>(secs / 3600),
+                static_cast<int>(secs / 60 % 60), static_cast<int>(secs % 60));
+  return buf;
 }
 
 /// `label: k=n k=n` (taxi.rs `write_counts`).
@@ -102,10 +130,17 @@ void run_steps(farmem::DataFrame& df) {
   const auto hours = taxi::pickup_time_parts(df, taxi::TimePart::Hour);
   const auto days = taxi::pickup_time_parts(df, taxi::TimePart::Day);
   const auto months = taxi::pickup_time_parts(df, taxi::TimePart::Month);
+  const std::vector<taxi::PickupRow> preview = taxi::pickup_preview(df);
   header("7 pickup hour/day/month", t);
   print_counts("pickup_hour", hours);
   print_counts("pickup_day (0 = Sunday)", days);
   print_counts("pickup_month", months);
+  std::printf("tpep_pickup_datetime  pickup_hour pickup_day pickup_month\n");
+  for (const taxi::PickupRow& r : preview) {
+    std::printf("%s  %11u %10u %12u\n", format_timestamp(r.pickup).c_str(),
+                static_cast<unsigned>(r.hour), static_cast<unsigned>(r.day),
+                static_cast<unsigned>(r.month));
+  }
 
   for (const char* key : {"pickup_day", "pickup_month"}) {
     t = Clock::now();

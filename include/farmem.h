@@ -12,7 +12,9 @@
  *
  * Changes from the draft (the contract shared with farmem.hpp):
  *   - No signature or name of the draft changed.
- *   - Added: fm_abi_version() and FM_ABI_VERSION, FM_ELEM_SIZE_MAX.
+ *   - Added: fm_abi_version() and FM_ABI_VERSION, FM_ELEM_SIZE_MAX; fm_taxi_pickup_preview()
+ *     (step 7's first rows); fm_config_t's alloc_wait_ms and evacuator_threads (appended: a
+ *     caller built with the older, shorter struct passes its struct_size and keeps working).
  *   - Specified where the draft was silent:
  *       every *_destroy accepts NULL (no-op);
  *       fm_runtime_destroy fails with FM_INVALID_ARGUMENT, naming them, while containers,

@@ -7,9 +7,10 @@ include(CMakePackageConfigHelpers)
 
 install(FILES "${FARMEM_REPO_ROOT}/include/farmem.h" "${FARMEM_REPO_ROOT}/include/farmem.hpp"
         DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}")
+# Every per-subsystem header: the C ones (*.h) and the C++ ones (*.hpp) farmem.hpp includes.
 install(DIRECTORY "${FARMEM_REPO_ROOT}/include/farmem/"
         DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}/farmem"
-        FILES_MATCHING PATTERN "*.h")
+        FILES_MATCHING PATTERN "*.h" PATTERN "*.hpp")
 install(FILES "${FARMEM_STATIC_LIB}" "${FARMEM_SHARED_LIB}"
         DESTINATION "${CMAKE_INSTALL_LIBDIR}")
 

@@ -3,7 +3,9 @@
 #
 # farmem.hpp must compile warning-free with -Wall -Wextra -Wpedantic -Werror (case 0) and
 # reject, at compile time and with its own message, containers of types it cannot copy as
-# bytes (cases 1..5 of element_rules.cpp). Prints "element-rules: PASS" when all held.
+# bytes (cases 1..5 of element_rules.cpp); each per-subsystem header (farmem/core.hpp,
+# objects.hpp, dataframe.hpp) must compile alone, warning-free. Prints "element-rules: PASS"
+# when all held.
 set -uo pipefail
 
 cxx=$1
@@ -18,6 +20,15 @@ else
   echo "case 0 (valid element types) does not compile: WRONG"
   failed=1
 fi
+
+for header in farmem/core.hpp farmem/objects.hpp farmem/dataframe.hpp; do
+  if echo "#include <$header>" | "$cxx" "${flags[@]}" -x c++ -; then
+    echo "$header compiles alone: ok"
+  else
+    echo "$header does not compile alone: WRONG"
+    failed=1
+  fi
+done
 
 expect_reject() {
   local case=$1 message=$2 out

@@ -24,8 +24,12 @@ prefix="$work/prefix"
 
 libdir=$(ls -d "$prefix"/lib*/cmake/farmem/.. 2>/dev/null | head -n1)
 libdir=$(cd "$libdir/.." && pwd)
-for f in include/farmem.h include/farmem.hpp include/farmem/core.h include/farmem/objects.h \
-  include/farmem/dataframe.h; do
+# Every header of the source tree is installed, at the same relative path.
+headers=$(cd "$consumer/../../include" && find . -type f \( -name '*.h' -o -name '*.hpp' \) | sort)
+[[ -n "$headers" ]] || fail "no headers found under $consumer/../../include"
+for f in $headers include/farmem/core.hpp include/farmem/objects.hpp include/farmem/dataframe.hpp; do
+  f=${f#./}
+  [[ "$f" == include/* ]] || f="include/$f"
   [[ -f "$prefix/$f" ]] || fail "missing $prefix/$f"
 done
 for f in libfarmem.a libfarmem.so cmake/farmem/farmemConfig.cmake \
@@ -41,11 +45,15 @@ echo "install-consumer: installed files present under $prefix"
 grep -q 'consumer: sum 50005000 OK' "$work/shared.out" || fail "consumer_shared"
 "$work/build/consumer_static" | tee "$work/static.out"
 grep -q 'consumer: sum 50005000 OK' "$work/static.out" || fail "consumer_static"
-if ldd "$work/build/consumer_static" | grep -q libfarmem; then
+# ldd's output is captured first: `ldd | grep -q` under pipefail fails at random when grep
+# exits on its match while ldd still writes (SIGPIPE).
+static_deps=$(ldd "$work/build/consumer_static")
+if [[ "$static_deps" == *libfarmem* ]]; then
   fail "consumer_static links libfarmem.so dynamically"
 fi
-ldd "$work/build/consumer_shared" | grep -q "$libdir/libfarmem.so" ||
-  fail "consumer_shared does not load the installed libfarmem.so: $(ldd "$work/build/consumer_shared" | grep farmem)"
+shared_deps=$(ldd "$work/build/consumer_shared")
+[[ "$shared_deps" == *"$libdir/libfarmem.so"* ]] ||
+  fail "consumer_shared does not load the installed libfarmem.so: $(grep farmem <<<"$shared_deps")"
 
 # pkg-config consumer: a C program from the compile line alone.
 export PKG_CONFIG_PATH="$libdir/pkgconfig"

@@ -107,6 +107,11 @@ pub struct fm_config {
     pub workers: u32,
     /// Far-memory chunk size, bytes.
     pub chunk_bytes: u64,
+    // ---- appended in the second version (read only when `struct_size` covers them) ----
+    /// How long a write waits for the evacuator before `FM_OUT_OF_LOCAL_MEMORY`, ms.
+    pub alloc_wait_ms: u64,
+    /// Evacuator threads.
+    pub evacuator_threads: u32,
 }
 /// `fm_config_t`.
 pub type fm_config_t = fm_config;
@@ -193,3 +198,19 @@ pub struct fm_store_and_forward {
 }
 /// `fm_store_and_forward_t`.
 pub type fm_store_and_forward_t = fm_store_and_forward;
+
+/// `fm_pickup_row_t`: one row of taxi step 7's preview.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct fm_pickup_row {
+    /// Pickup time, seconds since the epoch.
+    pub pickup: i64,
+    /// Hour of day, 0..=23.
+    pub hour: u8,
+    /// Day of week, 0 = Sunday.
+    pub day: u8,
+    /// Month, 1..=12.
+    pub month: u8,
+}
+/// `fm_pickup_row_t`.
+pub type fm_pickup_row_t = fm_pickup_row;

@@ -36,7 +36,7 @@ fn check_fits(session: &Session, elem_size: usize, len: usize) -> Result<()> {
             ))
         })?;
     let config = session.config();
-    if config.server.is_none() && bytes as u64 > config.far_bytes {
+    if config.servers.is_empty() && bytes as u64 > config.far_bytes {
         return Err(Error::new(
             ErrorKind::OutOfFarMemory,
             format!(

@@ -368,6 +368,35 @@ pub unsafe extern "C" fn fm_taxi_pickup_time_parts(
     })
 }
 
+/// Step 7's preview: its first (up to 10) rows.
+///
+/// # Safety
+/// `out` is NULL or valid for `cap` writes; `len` is NULL or valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn fm_taxi_pickup_preview(
+    df: *mut fm_dataframe_t,
+    out: *mut fm_pickup_row_t,
+    cap: usize,
+    len: *mut usize,
+) -> fm_status_t {
+    ffi_call("fm_taxi_pickup_preview", || {
+        let obj = frame(df)?;
+        let r = taxi::pickup_time_parts(&mut obj.df.lock())?;
+        let rows: Vec<fm_pickup_row_t> = r
+            .first_rows
+            .iter()
+            .map(|row| fm_pickup_row {
+                pickup: row.pickup,
+                hour: row.hour,
+                day: row.day,
+                month: row.month,
+            })
+            .collect();
+        // SAFETY: the caller's promises on `out` and `len`.
+        unsafe { write_list(&rows, out, cap, len) }
+    })
+}
+
 /// Steps 8 and 9.
 ///
 /// # Safety

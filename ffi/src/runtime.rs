@@ -95,7 +95,55 @@ fn default_config() -> fm_config_t {
         connections: 0,
         workers: 0,
         chunk_bytes: 0,
+        alloc_wait_ms: 0,
+        evacuator_threads: 0,
     }
+}
+
+/// Bytes of the first version of `fm_config_t` (up to and including `chunk_bytes`): the
+/// smallest `struct_size` a caller may pass.
+pub(crate) const CONFIG_V1_SIZE: usize = std::mem::offset_of!(fm_config, alloc_wait_ms);
+
+/// The config a caller's `fm_config_t` of `cfg->struct_size` bytes describes.
+///
+/// # Why `struct_size`
+///
+/// A program compiled against an older header passes a shorter struct (its `sizeof`); the
+/// fields it does not have are read as 0 (the defaults), never past its end. A newer, longer
+/// struct is read up to this version's size (its extra fields are ignored).
+///
+/// # Safety
+/// `cfg` is non-NULL, and `cfg->struct_size` bytes from it are readable.
+unsafe fn read_config(cfg: *const fm_config_t) -> Result<fm_config_t> {
+    // SAFETY: non-NULL; `struct_size` is the first field of every version, so readable.
+    let size = unsafe { (*cfg).struct_size };
+    if size < CONFIG_V1_SIZE {
+        return Err(Error::invalid(format!(
+            "cfg->struct_size is {size}, smaller than the first fm_config_t ({CONFIG_V1_SIZE} \
+             bytes); call fm_config_init(&cfg) before setting fields"
+        )));
+    }
+    let mut out = default_config();
+    let n = size.min(std::mem::size_of::<fm_config_t>());
+    // SAFETY: (1) `n <= struct_size` bytes of `cfg` are readable (caller's promise); (2) `out`
+    // is a live `fm_config_t` of `size_of::<fm_config_t>() >= n` bytes; (3) every field is an
+    // integer or a raw pointer, so any bytes are a valid value; (4) the two do not overlap.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            cfg.cast::<u8>(),
+            (&mut out as *mut fm_config_t).cast::<u8>(),
+            n,
+        )
+    };
+    // A field the caller's struct ends inside of was copied in part: it keeps its default.
+    if n < std::mem::offset_of!(fm_config, alloc_wait_ms) + std::mem::size_of::<u64>() {
+        out.alloc_wait_ms = 0;
+    }
+    if n < std::mem::offset_of!(fm_config, evacuator_threads) + std::mem::size_of::<u32>() {
+        out.evacuator_threads = 0;
+    }
+    out.struct_size = std::mem::size_of::<fm_config_t>();
+    Ok(out)
 }
 
 fn to_usize(v: u64, field: &str) -> Result<usize> {
@@ -112,11 +160,12 @@ fn to_usize(v: u64, field: &str) -> Result<usize> {
 /// `cfg.server` and `cfg.token` are NULL or NUL-terminated strings.
 unsafe fn session_config(cfg: &fm_config_t) -> Result<SessionConfig> {
     let d = SessionConfig::default();
-    let server = if cfg.server.is_null() {
-        None
+    // `server` is a comma-separated list of `host:port`: several spread far memory over them.
+    let servers = if cfg.server.is_null() {
+        Vec::new()
     } else {
         // SAFETY: non-NULL, NUL-terminated by the caller's promise.
-        Some(unsafe { c_str(cfg.server, "cfg->server") }?.to_string())
+        SessionConfig::servers_from_list(unsafe { c_str(cfg.server, "cfg->server") }?)
     };
     let token = if cfg.token.is_null() {
         None
@@ -133,7 +182,7 @@ unsafe fn session_config(cfg: &fm_config_t) -> Result<SessionConfig> {
             0 => d.far_bytes,
             n => n,
         },
-        server,
+        servers,
         token,
         connections: match cfg.connections {
             0 => d.connections,
@@ -141,6 +190,14 @@ unsafe fn session_config(cfg: &fm_config_t) -> Result<SessionConfig> {
         },
         workers: cfg.workers as usize,
         chunk_bytes: to_usize(cfg.chunk_bytes, "chunk_bytes")?,
+        evacuator_threads: match cfg.evacuator_threads {
+            0 => d.evacuator_threads,
+            n => n as usize,
+        },
+        alloc_wait: match cfg.alloc_wait_ms {
+            0 => d.alloc_wait,
+            ms => std::time::Duration::from_millis(ms),
+        },
         ..d
     })
 }
@@ -213,18 +270,8 @@ pub unsafe extern "C" fn fm_runtime_create(
         let cfg = if cfg.is_null() {
             default_config()
         } else {
-            // SAFETY: non-NULL; the caller promises a readable struct of `struct_size` bytes,
-            // and `struct_size` is its first field, readable in any version.
-            let size = unsafe { (*cfg).struct_size };
-            if size < std::mem::size_of::<fm_config_t>() {
-                return Err(Error::invalid(format!(
-                    "cfg->struct_size is {size}, smaller than fm_config_t ({} bytes); call \
-                     fm_config_init(&cfg) before setting fields",
-                    std::mem::size_of::<fm_config_t>()
-                )));
-            }
-            // SAFETY: at least our version's size is readable (checked above).
-            unsafe { cfg.read() }
+            // SAFETY: non-NULL; the caller promises `cfg->struct_size` readable bytes.
+            unsafe { read_config(cfg) }?
         };
         // SAFETY: the caller's promise on the strings.
         let config = unsafe { session_config(&cfg) }?;

@@ -14,6 +14,11 @@ fn manifest_dir() -> &'static Path {
 }
 
 /// The directory holding `libfarmem.so`: this test binary lives in its `deps/`.
+///
+/// `cargo test` builds no `cdylib`/`staticlib` (only linkable libraries are built for
+/// integration tests), so a fresh target dir has neither: build them once with the cargo that
+/// runs this test (cargo sets `CARGO`), same target dir and profile. Tests run after cargo has
+/// released the build lock, so this cannot deadlock; two tests racing here serialise on it.
 fn lib_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary's path");
     let dir = exe
@@ -21,6 +26,12 @@ fn lib_dir() -> PathBuf {
         .and_then(Path::parent)
         .expect("the test binary lives in <target>/<profile>/deps")
         .to_path_buf();
+    let missing = ["libfarmem.so", "libfarmem.a"]
+        .iter()
+        .any(|lib| !dir.join(lib).is_file());
+    if missing {
+        build_libraries(&dir);
+    }
     for lib in ["libfarmem.so", "libfarmem.a"] {
         assert!(
             dir.join(lib).is_file(),
@@ -29,6 +40,30 @@ fn lib_dir() -> PathBuf {
         );
     }
     dir
+}
+
+/// `cargo build -p farmem-ffi --lib` into `dir` (`<target>/<profile>`).
+fn build_libraries(dir: &Path) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let target = dir.parent().expect("<target>/<profile> has a parent");
+    let profile = dir
+        .file_name()
+        .and_then(|p| p.to_str())
+        .expect("the profile dir has a UTF-8 name");
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "-p", "farmem-ffi", "--lib"])
+        .env("CARGO_TARGET_DIR", target)
+        .current_dir(manifest_dir());
+    match profile {
+        "debug" => {}
+        "release" => {
+            cmd.arg("--release");
+        }
+        other => {
+            cmd.args(["--profile", other]);
+        }
+    }
+    run(&mut cmd);
 }
 
 fn cc() -> String {

@@ -70,18 +70,28 @@ typedef struct fm_config {
   size_t struct_size;   /* sizeof(fm_config_t): lets the library grow the struct */
   uint64_t local_bytes; /* local memory budget; 0 = default 256 MiB (minimum 128 KiB) */
   uint64_t far_bytes;   /* embedded server capacity; 0 = default 4 GiB */
-  const char *server;   /* "host:port" of a farmem-server, or NULL for the embedded server */
+  const char *server;   /* "host:port" of a farmem-server, or a comma-separated list of them
+                         * ("h1:p1,h2:p2": each container lives on one, placed by power of two
+                         * choices), or NULL for the embedded server */
   const char *token;    /* the server's cluster token (NUL-terminated); required with server */
   uint32_t connections; /* TCP connections to the server; 0 = default 2 */
   uint32_t workers;     /* green-thread worker OS threads; 0 = one per core */
   uint64_t chunk_bytes; /* far-memory chunk size (a power of two); 0 = picked from local_bytes */
+  /* ---- version 2 (fields are only ever appended; see fm_runtime_create) ---- */
+  uint64_t alloc_wait_ms;     /* how long a write that needs local memory waits for the evacuator
+                               * to free some before failing with FM_OUT_OF_LOCAL_MEMORY, ms;
+                               * 0 = default 2000 (raise it on a loaded machine) */
+  uint32_t evacuator_threads; /* threads moving cold objects to far memory, 1..=64; 0 = default 1 */
 } fm_config_t;
 
 /* Fills *cfg with the defaults (all zero / NULL) and struct_size. NULL is ignored. */
 void fm_config_init(fm_config_t *cfg);
 
 /* Starts a runtime. cfg may be NULL (defaults); otherwise cfg->struct_size must be at least the
- * size of the first version of fm_config_t (call fm_config_init first). */
+ * size of the first version of fm_config_t, offsetof(fm_config_t, alloc_wait_ms) (call
+ * fm_config_init first). A program built against an older header passes its shorter sizeof:
+ * the fields past its struct_size are never read and take their defaults. A larger struct_size
+ * (a newer header) is accepted; fields this library does not know are ignored. */
 fm_status_t fm_runtime_create(const fm_config_t *cfg, fm_runtime_t **out);
 
 /* Stops a runtime: workers, then far memory, then the embedded server. NULL is a no-op; a

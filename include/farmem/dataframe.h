@@ -67,6 +67,18 @@ fm_status_t fm_taxi_long_trips(fm_dataframe_t *df, uint64_t *over_100km);
 /* Step 7: adds "pickup_hour", "pickup_day" (0 = Sunday), "pickup_month"; returns one histogram:
  * which = 0 hours, 1 days, 2 months. */
 fm_status_t fm_taxi_pickup_time_parts(fm_dataframe_t *df, int which, fm_count_pair_t *out, size_t cap, size_t *len);
+
+typedef struct fm_pickup_row {
+  int64_t pickup; /* tpep_pickup_datetime, seconds since 1970-01-01 00:00:00 (the file's wall clock
+                   * read as UTC: format it with gmtime, not localtime) */
+  uint8_t hour;   /* pickup_hour, 0..=23 */
+  uint8_t day;    /* pickup_day, 0 = Sunday .. 6 = Saturday */
+  uint8_t month;  /* pickup_month, 1..=12 */
+} fm_pickup_row_t;
+/* Step 7's preview: runs step 7 (as fm_taxi_pickup_time_parts does) and writes its first rows,
+ * out[0..*len] with *len = min(10, rows), in frame order -- the table farmem-demo prints under
+ * step 7. Sized like the other steps: out = NULL, cap = 0 asks for *len. */
+fm_status_t fm_taxi_pickup_preview(fm_dataframe_t *df, fm_pickup_row_t *out, size_t cap, size_t *len);
 /* Steps 8, 9: median "duration" per key = "pickup_day" or "pickup_month", ascending by key. */
 fm_status_t fm_taxi_median_duration_by(fm_dataframe_t *df, const char *key, fm_key_median_t *out, size_t cap, size_t *len);
 /* All nine steps, printing exactly what farmem-demo prints for them (taxi::run_all) to stdout

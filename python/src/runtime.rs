@@ -44,7 +44,8 @@ pub(crate) trait Release: Send + Sync {
 }
 
 /// A farmem runtime: far memory with a local budget, over an embedded memory server (default)
-/// or a running `farmem-server`.
+/// or running `farmem-server`s (several: each container lives on one, placed by power of two
+/// choices).
 #[pyclass(name = "Runtime", module = "farmem", frozen)]
 pub(crate) struct PyRuntime {
     session: Mutex<Option<Arc<Session>>>,
@@ -64,6 +65,14 @@ impl PyRuntime {
             .as_ref()
             .cloned()
             .ok_or_else(|| closed("farmem.Runtime"))
+    }
+
+    /// The embedded server's address while the runtime is open and uses one.
+    fn embedded_server(&self) -> Option<String> {
+        lock(&self.session)
+            .as_ref()
+            .and_then(|s| s.embedded_server())
+            .map(|a| a.to_string())
     }
 
     /// Whether `close()` has run.
@@ -205,12 +214,31 @@ fn format_size(b: u64) -> String {
     format!("{b}B")
 }
 
+/// The `servers=` argument: a list (or other sequence) of `host:port` strings.
+fn server_list(list: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+    let wrong = || -> PyResult<PyErr> {
+        Ok(PyTypeError::new_err(format!(
+            "servers must be a list of 'host:port' strings, not {} (use server= for one)",
+            list.get_type().name()?
+        )))
+    };
+    if list.is_instance_of::<PyString>() || list.is_instance_of::<PyBytes>() {
+        return Err(wrong()?);
+    }
+    match list.extract::<Vec<String>>() {
+        Ok(v) => Ok(v),
+        Err(_) => Err(wrong()?),
+    }
+}
+
 #[pymethods]
 impl PyRuntime {
     /// Opens a runtime: far memory with `local_memory` of local budget, over an embedded memory
-    /// server of `far_memory` (or the `farmem-server` at `server`, with its `token`).
+    /// server of `far_memory` (or the `farmem-server`s at `servers`, all with `token`;
+    /// `server="host:port"` is short for `servers=["host:port"]`). Without servers, `token` is
+    /// the embedded server's token, so other runtimes knowing it may use that server too.
     #[new]
-    #[pyo3(signature = (local_memory = None, far_memory = None, server = None, token = None, workers = 0, connections = 2, chunk_size = None, evacuator_threads = 1))]
+    #[pyo3(signature = (local_memory = None, far_memory = None, server = None, token = None, workers = 0, connections = 2, chunk_size = None, evacuator_threads = 1, *, servers = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -222,6 +250,7 @@ impl PyRuntime {
         connections: i64,
         chunk_size: Option<&Bound<'_, PyAny>>,
         evacuator_threads: i64,
+        servers: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyRuntime> {
         let mut config = SessionConfig::default();
         if let Some(v) = local_memory {
@@ -248,7 +277,16 @@ impl PyRuntime {
                 }
             }
         };
-        config.server = server;
+        config.servers = match (server, servers) {
+            (Some(_), Some(_)) => {
+                return Err(PyTypeError::new_err(
+                    "give either server= (one address) or servers= (a list), not both",
+                ))
+            }
+            (Some(one), None) => vec![one],
+            (None, Some(list)) => server_list(list)?,
+            (None, None) => Vec::new(),
+        };
         config.workers = count_arg("workers", workers)?;
         config.connections = count_arg("connections", connections)?;
         config.evacuator_threads = count_arg("evacuator_threads", evacuator_threads)?;
@@ -287,15 +325,24 @@ impl PyRuntime {
     }
 
     /// `host:port` of the memory server (the embedded one's ephemeral port by default); `None`
-    /// once closed.
+    /// with several servers (see `servers`) or once an embedded server is closed.
     #[getter]
     fn server(&self) -> Option<String> {
-        match &self.config.server {
-            Some(s) => Some(s.clone()),
-            None => lock(&self.session)
-                .as_ref()
-                .and_then(|s| s.embedded_server())
-                .map(|a| a.to_string()),
+        match self.config.servers.as_slice() {
+            [one] => Some(one.clone()),
+            [] => self.embedded_server(),
+            _ => None,
+        }
+    }
+
+    /// `host:port` of every memory server far memory uses, in the order given (the embedded
+    /// server's alone by default; empty once an embedded server is closed).
+    #[getter]
+    fn servers(&self) -> Vec<String> {
+        if self.config.servers.is_empty() {
+            self.embedded_server().into_iter().collect()
+        } else {
+            self.config.servers.clone()
         }
     }
 
@@ -346,10 +393,11 @@ impl PyRuntime {
 
     fn __repr__(&self) -> String {
         let state = if self.is_closed() { "closed" } else { "open" };
-        let server = match (&self.config.server, self.server()) {
-            (Some(s), _) => format!("server={s:?}"),
-            (None, Some(a)) => format!("embedded server {a}"),
-            (None, None) => "embedded server".to_string(),
+        let server = match (self.config.servers.as_slice(), self.embedded_server()) {
+            ([], Some(a)) => format!("embedded server {a}"),
+            ([], None) => "embedded server".to_string(),
+            ([one], _) => format!("server={one:?}"),
+            (many, _) => format!("servers={many:?}"),
         };
         format!(
             "<farmem.Runtime {state} local_memory={} far_memory={} {server}>",

@@ -166,3 +166,69 @@ def test_many_runtimes_one_after_another() -> None:
     for _ in range(5):
         with small() as rt:
             farmem.Vector(rt, "i32", range(1000))
+
+
+def test_servers_lists_the_embedded_server_alone() -> None:
+    with small() as rt:
+        assert rt.servers == [rt.server]
+    assert rt.servers == []
+
+
+@pytest.mark.parametrize(
+    "kw, exc, words",
+    [
+        ({"server": "127.0.0.1:1", "servers": ["127.0.0.1:2"]}, TypeError, "not both"),
+        ({"servers": "127.0.0.1:1"}, TypeError, "list of 'host:port' strings, not str"),
+        ({"servers": [1, 2]}, TypeError, "list of 'host:port' strings"),
+        ({"servers": ["127.0.0.1:1", "127.0.0.1:2"]}, farmem.InvalidArgument, "token"),
+        ({"servers": ["127.0.0.1:1", ""], "token": "t"}, farmem.InvalidArgument, "empty address"),
+    ],
+)
+def test_bad_servers_raise_clear_exceptions(kw: dict[str, object], exc: type, words: str) -> None:
+    with pytest.raises(exc) as info:
+        small(**kw)
+    assert words in str(info.value)
+
+
+def test_containers_spread_over_several_servers() -> None:
+    # Two runtimes' embedded servers, started with a token we know, serve a third runtime.
+    token = "test-multi-server"
+    first, second = small(token=token), small(token=token)
+    addrs = [first.server, second.server]
+    assert all(isinstance(a, str) for a in addrs)
+    rt = farmem.Runtime(local_memory=LOCAL_MEMORY, servers=addrs, token=token, workers=1)
+    try:
+        assert rt.servers == addrs and rt.server is None
+        assert "servers=" in repr(rt)
+        # Six arrays of 1 MiB and two hash maps through a 1 MiB budget: most data is remote.
+        n = 128 * 1024
+        models = [np.arange(n, dtype=np.int64) * (k + 1) for k in range(6)]
+        arrays = [farmem.Array.from_numpy(rt, m) for m in models]
+        maps = [farmem.HashMap(rt) for _ in range(2)]
+        dicts: list[dict[int, int]] = [{}, {}]
+        for i in range(2000):
+            maps[i % 2][i * 7] = i
+            dicts[i % 2][i * 7] = i
+        for a, m in zip(arrays, models):
+            assert np.array_equal(a.to_numpy(), m)
+        for hm, d in zip(maps, dicts):
+            assert len(hm) == len(d) and all(hm[k] == v for k, v in d.items())
+        assert rt.metrics()["bytes_written_back"] >= 4 << 20
+
+        # Each container lives on one server: stopping the first server fails the containers
+        # placed there with Disconnected and leaves the others whole.
+        first.close()
+        alive, lost = 0, 0
+        for a, m in zip(arrays, models):
+            try:
+                got = a.to_numpy()
+            except farmem.Disconnected:
+                lost += 1
+            else:
+                assert np.array_equal(got, m)
+                alive += 1
+        assert alive > 0 and lost > 0, (alive, lost)
+    finally:
+        rt.close()
+        first.close()
+        second.close()

@@ -50,8 +50,10 @@ fn _fields_of_fm_config(v: &fm_config) {
     let _: &u32 = &v.connections;
     let _: &u32 = &v.workers;
     let _: &u64 = &v.chunk_bytes;
+    let _: &u64 = &v.alloc_wait_ms;
+    let _: &u32 = &v.evacuator_threads;
 }
-const _: () = { ["Size of fm_config"][::std::mem::size_of::<fm_config>() - 56usize]; ["Alignment of fm_config"][::std::mem::align_of::<fm_config>() - 8usize]; ["Offset of field: fm_config::struct_size"] [::std::mem::offset_of!(fm_config, struct_size) - 0usize]; ["Offset of field: fm_config::local_bytes"] [::std::mem::offset_of!(fm_config, local_bytes) - 8usize]; ["Offset of field: fm_config::far_bytes"] [::std::mem::offset_of!(fm_config, far_bytes) - 16usize]; ["Offset of field: fm_config::server"][::std::mem::offset_of!(fm_config, server) - 24usize]; ["Offset of field: fm_config::token"][::std::mem::offset_of!(fm_config, token) - 32usize]; ["Offset of field: fm_config::connections"] [::std::mem::offset_of!(fm_config, connections) - 40usize]; ["Offset of field: fm_config::workers"][::std::mem::offset_of!(fm_config, workers) - 44usize]; ["Offset of field: fm_config::chunk_bytes"] [::std::mem::offset_of!(fm_config, chunk_bytes) - 48usize]; };
+const _: () = { ["Size of fm_config"][::std::mem::size_of::<fm_config>() - 72usize]; ["Alignment of fm_config"][::std::mem::align_of::<fm_config>() - 8usize]; ["Offset of field: fm_config::struct_size"] [::std::mem::offset_of!(fm_config, struct_size) - 0usize]; ["Offset of field: fm_config::local_bytes"] [::std::mem::offset_of!(fm_config, local_bytes) - 8usize]; ["Offset of field: fm_config::far_bytes"] [::std::mem::offset_of!(fm_config, far_bytes) - 16usize]; ["Offset of field: fm_config::server"][::std::mem::offset_of!(fm_config, server) - 24usize]; ["Offset of field: fm_config::token"][::std::mem::offset_of!(fm_config, token) - 32usize]; ["Offset of field: fm_config::connections"] [::std::mem::offset_of!(fm_config, connections) - 40usize]; ["Offset of field: fm_config::workers"][::std::mem::offset_of!(fm_config, workers) - 44usize]; ["Offset of field: fm_config::chunk_bytes"] [::std::mem::offset_of!(fm_config, chunk_bytes) - 48usize]; ["Offset of field: fm_config::alloc_wait_ms"] [::std::mem::offset_of!(fm_config, alloc_wait_ms) - 56usize]; ["Offset of field: fm_config::evacuator_threads"] [::std::mem::offset_of!(fm_config, evacuator_threads) - 64usize]; };
 const _: fn(fm_config) -> fm_config_t = |x| x;
 const _: fn(::std::option::Option< unsafe extern "C" fn(arg: *mut ::std::os::raw::c_void) -> ::std::os::raw::c_int, >) -> fm_task_fn = |x| x;
 const _: fn(fm_task) -> fm_task_t = |x| x;
@@ -103,6 +105,14 @@ fn _fields_of_fm_store_and_forward(v: &fm_store_and_forward) {
 }
 const _: () = { ["Size of fm_store_and_forward"][::std::mem::size_of::<fm_store_and_forward>() - 24usize]; ["Alignment of fm_store_and_forward"][::std::mem::align_of::<fm_store_and_forward>() - 8usize]; ["Offset of field: fm_store_and_forward::rows"] [::std::mem::offset_of!(fm_store_and_forward, rows) - 0usize]; ["Offset of field: fm_store_and_forward::n_rows"] [::std::mem::offset_of!(fm_store_and_forward, n_rows) - 8usize]; ["Offset of field: fm_store_and_forward::n_share"] [::std::mem::offset_of!(fm_store_and_forward, n_share) - 16usize]; };
 const _: fn(fm_store_and_forward) -> fm_store_and_forward_t = |x| x;
+fn _fields_of_fm_pickup_row(v: &fm_pickup_row) {
+    let _: &i64 = &v.pickup;
+    let _: &u8 = &v.hour;
+    let _: &u8 = &v.day;
+    let _: &u8 = &v.month;
+}
+const _: () = { ["Size of fm_pickup_row"][::std::mem::size_of::<fm_pickup_row>() - 16usize]; ["Alignment of fm_pickup_row"][::std::mem::align_of::<fm_pickup_row>() - 8usize]; ["Offset of field: fm_pickup_row::pickup"] [::std::mem::offset_of!(fm_pickup_row, pickup) - 0usize]; ["Offset of field: fm_pickup_row::hour"][::std::mem::offset_of!(fm_pickup_row, hour) - 8usize]; ["Offset of field: fm_pickup_row::day"][::std::mem::offset_of!(fm_pickup_row, day) - 9usize]; ["Offset of field: fm_pickup_row::month"] [::std::mem::offset_of!(fm_pickup_row, month) - 10usize]; };
+const _: fn(fm_pickup_row) -> fm_pickup_row_t = |x| x;
 
 /// Every function the header declares, in order.
 pub(super) const FUNCTIONS: &[&str] = &[
@@ -175,6 +185,7 @@ pub(super) const FUNCTIONS: &[&str] = &[
     "fm_taxi_store_and_forward",
     "fm_taxi_long_trips",
     "fm_taxi_pickup_time_parts",
+    "fm_taxi_pickup_preview",
     "fm_taxi_median_duration_by",
     "fm_taxi_run_all",
 ];
@@ -250,6 +261,7 @@ pub(super) fn signatures() {
     let _: unsafe extern "C" fn(*mut fm_dataframe_t, *mut fm_store_and_forward_t, *mut i64, usize, *mut usize) -> fm_status_t = crate::fm_taxi_store_and_forward;
     let _: unsafe extern "C" fn(*mut fm_dataframe_t, *mut u64) -> fm_status_t = crate::fm_taxi_long_trips;
     let _: unsafe extern "C" fn(*mut fm_dataframe_t, ::std::os::raw::c_int, *mut fm_count_pair_t, usize, *mut usize) -> fm_status_t = crate::fm_taxi_pickup_time_parts;
+    let _: unsafe extern "C" fn(*mut fm_dataframe_t, *mut fm_pickup_row_t, usize, *mut usize) -> fm_status_t = crate::fm_taxi_pickup_preview;
     let _: unsafe extern "C" fn(*mut fm_dataframe_t, *const ::std::os::raw::c_char, *mut fm_key_median_t, usize, *mut usize) -> fm_status_t = crate::fm_taxi_median_duration_by;
     let _: unsafe extern "C" fn(*mut fm_dataframe_t) -> fm_status_t = crate::fm_taxi_run_all;
 }

@@ -239,6 +239,51 @@ fn dataframe_each_step_matches_the_all_local_run() {
             "`which` is 3",
         );
 
+        // Step 7's preview: ask for the size, a short buffer, then the rows.
+        ok(fm_taxi_pickup_preview(
+            df,
+            std::ptr::null_mut(),
+            0,
+            &mut len,
+        ));
+        assert_eq!(len, want.first_rows.len());
+        assert_eq!(len, 10, "the preview is the first 10 of {ROWS} rows");
+        let mut rows = vec![fm_pickup_row_t::default(); len + 2];
+        fails(
+            fm_taxi_pickup_preview(df, rows.as_mut_ptr(), len - 1, &mut len),
+            FM_INVALID_ARGUMENT,
+            "pass cap >= 10",
+        );
+        assert_eq!(len, 10, "*len tells the size needed");
+        assert_eq!(rows[0], fm_pickup_row_t::default(), "nothing written");
+        ok(fm_taxi_pickup_preview(
+            df,
+            rows.as_mut_ptr(),
+            rows.len(),
+            &mut len,
+        ));
+        let got: Vec<taxi::PickupPartsRow> = rows[..len]
+            .iter()
+            .map(|r| taxi::PickupPartsRow {
+                pickup: r.pickup,
+                hour: r.hour,
+                day: r.day,
+                month: r.month,
+            })
+            .collect();
+        assert_eq!(got, want.first_rows);
+        assert_eq!(rows[len], fm_pickup_row_t::default(), "nothing past *len");
+        fails(
+            fm_taxi_pickup_preview(df, std::ptr::null_mut(), 4, &mut len),
+            FM_INVALID_ARGUMENT,
+            "`out` is NULL but `cap` is 4",
+        );
+        fails(
+            fm_taxi_pickup_preview(std::ptr::null_mut(), rows.as_mut_ptr(), 12, &mut len),
+            FM_INVALID_ARGUMENT,
+            "`df`",
+        );
+
         // Steps 8 and 9.
         for (key, name) in [
             (c"pickup_day", taxi::PICKUP_DAY),

@@ -10,6 +10,7 @@ use crate::*;
 mod dataframe_taxi;
 mod objects_containers;
 mod objects_misuse;
+mod runtime_config;
 mod runtime_tasks;
 
 /// This thread's last error message.

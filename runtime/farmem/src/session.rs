@@ -1,5 +1,12 @@
 //! One running farmem instance for an application: green-thread workers, far memory with its
-//! local budget, and the memory server it uses (embedded in this process by default).
+//! local budget, and the memory servers it uses (one embedded in this process by default).
+//!
+//! Far memory reaches its servers through one backend: the embedded server or a single
+//! [`servers`](SessionConfig::servers) entry through a `TcpBackend`; several entries through a
+//! [`ShardedBackend`] over one `TcpBackend` per server (all with the same token and
+//! [`connections`](SessionConfig::connections) each), which places each data structure on one
+//! server by power of two choices (Infiniswap NSDI'17), so a container and the remote functions
+//! over it stay together.
 //!
 //! The C ABI (`ffi/`) and the Python bindings (`python/`) both open a [`Session`]; Rust programs
 //! may too, or assemble the parts themselves as `farmem-demo` does. Pieces are torn down in the
@@ -29,7 +36,7 @@ use std::sync::Arc;
 
 use farmem_dataframe::{FarStorage, MIN_LOCAL_BYTES};
 use farmem_error::{Error, Result};
-use farmem_objects::{Backend, Config, FarMemory, TcpBackend};
+use farmem_objects::{Backend, Config, FarMemory, ShardedBackend, TcpBackend, MAX_SHARDED_SERVERS};
 use farmem_sched::Runtime;
 use farmem_server::{Server, ServerConfig, ServerHandle};
 
@@ -39,15 +46,18 @@ use farmem_server::{Server, ServerConfig, ServerHandle};
 pub struct SessionConfig {
     /// Local memory budget for far-memory objects, bytes.
     pub local_bytes: usize,
-    /// Capacity of the embedded memory server, bytes (ignored with [`server`](Self::server)).
+    /// Capacity of the embedded memory server, bytes (ignored with [`servers`](Self::servers)).
     pub far_bytes: u64,
-    /// `host:port` of a running `farmem-server`; `None` starts one inside this process on
-    /// 127.0.0.1 (an ephemeral port).
-    pub server: Option<String>,
-    /// The cluster token of [`server`](Self::server) (required with it; the embedded server
-    /// gets a fresh one).
+    /// `host:port` of each running `farmem-server` to use. Empty starts one server inside this
+    /// process on 127.0.0.1 (an ephemeral port); one entry uses that server; several spread the
+    /// data structures over them (a [`ShardedBackend`], see the module note).
+    pub servers: Vec<String>,
+    /// The cluster token of [`servers`](Self::servers), the same for all of them (required with
+    /// them). Without servers it is the embedded server's token, so other sessions or processes
+    /// that know it may use that server too; `None` gives the embedded server a fresh one that
+    /// nobody else learns.
     pub token: Option<Vec<u8>>,
-    /// TCP connections to the memory server.
+    /// TCP connections to each memory server.
     pub connections: usize,
     /// Green-thread worker threads; 0 means one per core.
     pub workers: usize,
@@ -68,7 +78,7 @@ impl Default for SessionConfig {
         SessionConfig {
             local_bytes: 256 << 20,
             far_bytes: 4 << 30,
-            server: None,
+            servers: Vec::new(),
             token: None,
             connections: 2,
             workers: 0,
@@ -80,6 +90,14 @@ impl Default for SessionConfig {
 }
 
 impl SessionConfig {
+    /// The [`servers`](Self::servers) a comma-separated list names (`"h1:p1,h2:p2"`, as the C
+    /// ABI's `fm_config_t.server` takes it), each trimmed of spaces. An empty entry stays in
+    /// (as `""`) so that [`validate`](Self::validate) rejects it instead of silently using
+    /// fewer servers.
+    pub fn servers_from_list(list: &str) -> Vec<String> {
+        list.split(',').map(|s| s.trim().to_string()).collect()
+    }
+
     /// Checks the fields, with a message naming the bad one.
     pub fn validate(&self) -> Result<()> {
         if self.local_bytes < MIN_LOCAL_BYTES {
@@ -88,15 +106,26 @@ impl SessionConfig {
                 self.local_bytes
             )));
         }
-        if self.server.is_none() && self.far_bytes == 0 {
+        if self.servers.is_empty() && self.far_bytes == 0 {
             return Err(Error::invalid(
                 "far_bytes is 0: the embedded memory server needs some capacity",
             ));
         }
-        if self.server.is_some() && self.token.is_none() {
+        if !self.servers.is_empty() && self.token.is_none() {
             return Err(Error::invalid(
                 "a remote memory server needs its cluster token; set token",
             ));
+        }
+        if let Some(bad) = self.servers.iter().find(|s| s.trim().is_empty()) {
+            return Err(Error::invalid(format!(
+                "servers holds an empty address {bad:?}; give each as host:port"
+            )));
+        }
+        if self.servers.len() > MAX_SHARDED_SERVERS {
+            return Err(Error::invalid(format!(
+                "servers lists {} memory servers; at most {MAX_SHARDED_SERVERS} are supported",
+                self.servers.len()
+            )));
         }
         if self.connections == 0 {
             return Err(Error::invalid("connections is 0; use at least 1"));
@@ -152,25 +181,43 @@ impl std::fmt::Debug for Session {
 
 impl Session {
     /// Starts workers, connects far memory, and starts the embedded server unless
-    /// `config.server` names one.
+    /// `config.servers` names some.
     pub fn start(config: SessionConfig) -> Result<Session> {
         config.validate()?;
         let far_config = config.far_config()?;
-        let (addr, token, server) = match &config.server {
-            Some(addr) => (addr.clone(), config.token.clone().unwrap_or_default(), None),
-            None => {
-                let token = format!("farmem-session-{}-{}", std::process::id(), fresh_id());
+        let (addrs, token, server) = match config.servers.as_slice() {
+            [] => {
+                let token = match &config.token {
+                    Some(t) => t.clone(),
+                    None => {
+                        format!("farmem-session-{}-{}", std::process::id(), fresh_id()).into_bytes()
+                    }
+                };
                 let server = Server::start(ServerConfig::new(
                     "127.0.0.1:0",
                     config.far_bytes,
                     token.clone(),
                 ))
                 .map_err(|e| e.with_context("starting the embedded memory server"))?;
-                (server.addr().to_string(), token.into_bytes(), Some(server))
+                (vec![server.addr().to_string()], token, Some(server))
             }
+            addrs => (
+                addrs.to_vec(),
+                config.token.clone().unwrap_or_default(),
+                None,
+            ),
         };
-        let backend: Arc<dyn Backend> =
-            Arc::new(TcpBackend::connect(addr, token, config.connections)?);
+        let mut tcp = addrs
+            .iter()
+            .map(|addr| {
+                TcpBackend::connect(addr.as_str(), token.clone(), config.connections)
+                    .map(|b| Arc::new(b) as Arc<dyn Backend>)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let backend: Arc<dyn Backend> = match tcp.len() {
+            1 => tcp.remove(0),
+            _ => Arc::new(ShardedBackend::new(tcp)?),
+        };
         let far = Arc::new(FarMemory::new(far_config, backend)?);
         let mut builder = Runtime::builder().thread_name("farmem-worker");
         if config.workers > 0 {
@@ -206,7 +253,7 @@ impl Session {
         &self.config
     }
 
-    /// The embedded server's address, `None` when using a remote server.
+    /// The embedded server's address, `None` when using remote servers.
     pub fn embedded_server(&self) -> Option<SocketAddr> {
         self.server.as_ref().map(|s| s.addr())
     }
@@ -263,10 +310,18 @@ mod tests {
             ),
             (
                 SessionConfig {
-                    server: Some("127.0.0.1:1".into()),
+                    servers: vec!["127.0.0.1:1".into()],
                     ..SessionConfig::default()
                 },
                 "token",
+            ),
+            (
+                SessionConfig {
+                    servers: vec!["127.0.0.1:1".into(), " ".into()],
+                    token: Some(b"t".to_vec()),
+                    ..SessionConfig::default()
+                },
+                "servers",
             ),
             (
                 SessionConfig {
@@ -339,7 +394,7 @@ mod tests {
     #[test]
     fn a_remote_server_that_is_not_there_is_disconnected_not_a_hang() {
         let e = Session::start(SessionConfig {
-            server: Some("127.0.0.1:1".into()),
+            servers: vec!["127.0.0.1:1".into()],
             token: Some(b"t".to_vec()),
             ..SessionConfig::default()
         })
@@ -351,5 +406,95 @@ mod tests {
             ),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn a_comma_list_names_the_servers_and_empty_entries_are_rejected() {
+        assert_eq!(
+            SessionConfig::servers_from_list("127.0.0.1:1"),
+            vec!["127.0.0.1:1".to_string()]
+        );
+        let servers = SessionConfig::servers_from_list(" a:1, b:2 ,");
+        assert_eq!(
+            servers,
+            vec!["a:1".to_string(), "b:2".into(), String::new()]
+        );
+        let e = SessionConfig {
+            servers,
+            token: Some(b"t".to_vec()),
+            ..SessionConfig::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(e.to_string().contains("empty address"), "{e}");
+    }
+
+    #[test]
+    fn several_servers_share_the_containers() {
+        // Two sessions' embedded servers, started with a known token, serve a third session.
+        let embedded = |far_bytes| {
+            Session::start(SessionConfig {
+                local_bytes: MIN_LOCAL_BYTES,
+                far_bytes,
+                token: Some(b"session-multi".to_vec()),
+                workers: 1,
+                ..SessionConfig::default()
+            })
+            .unwrap()
+        };
+        let (a, b) = (embedded(32 << 20), embedded(32 << 20));
+        let servers: Vec<String> = [&a, &b]
+            .iter()
+            .map(|s| s.embedded_server().unwrap().to_string())
+            .collect();
+        let s = Session::start(SessionConfig {
+            local_bytes: 2 << 20,
+            servers: servers.clone(),
+            token: Some(b"session-multi".to_vec()),
+            workers: 2,
+            ..SessionConfig::default()
+        })
+        .unwrap();
+        assert_eq!(s.embedded_server(), None);
+        let far = s.far().clone();
+        // Eight arrays of 1 MiB through a 2 MiB budget: most of it lives on the two servers.
+        let (sums, arrays) = s
+            .runtime()
+            .block_on(
+                move || -> Result<(Vec<u64>, Vec<farmem_objects::RemArray<u64>>)> {
+                    let mut scope = far.scope();
+                    let mut arrays = Vec::new();
+                    for k in 0..8u64 {
+                        let mut a = far.array::<u64>(128 * 1024)?;
+                        let src: Vec<u64> = (0..128 * 1024).map(|i| i * k).collect();
+                        a.write_slice(0, &src, &mut scope)?;
+                        arrays.push(a);
+                    }
+                    let sums = arrays
+                        .iter()
+                        .map(|a| Ok(a.to_vec(&mut scope)?.iter().sum()))
+                        .collect::<Result<_>>()?;
+                    Ok((sums, arrays))
+                },
+            )
+            .unwrap();
+        let n = 128 * 1024u64;
+        let want: Vec<u64> = (0..8).map(|k| k * n * (n - 1) / 2).collect();
+        assert_eq!(sums, want);
+        for (name, server) in [("a", &a), ("b", &b)] {
+            let used = server.server.as_ref().unwrap().stats().used_bytes;
+            assert!(used > 0, "server {name} holds no data");
+        }
+        drop(arrays);
+        s.close().unwrap();
+        // A wrong token is refused by the servers.
+        let e = Session::start(SessionConfig {
+            local_bytes: MIN_LOCAL_BYTES,
+            servers,
+            token: Some(b"wrong".to_vec()),
+            ..SessionConfig::default()
+        })
+        .unwrap_err();
+        assert_ne!(e.kind(), ErrorKind::InvalidArgument, "{e}");
     }
 }
