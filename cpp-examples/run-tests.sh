@@ -9,9 +9,12 @@
 #   FARMEM_CPP_BUILD_DIR  CMake build dirs go under it (default: $CARGO_TARGET_DIR/cpp-examples)
 #   FARMEM_CARGO_PROFILE  cargo profile of libfarmem (default: release)
 #   FARMEM_CPP_SKIP_ASAN  set to 1 to skip the ASan pass
-#   FARMEM_CPP_TEST_JOBS  tests ctest runs at once (default 1: every example squeezes far memory
-#                         through a small local budget, and on 2 busy cores a starved evacuator
-#                         can make a write give up; the tests take well under a minute either way)
+#   FARMEM_CPP_TEST_JOBS  tests ctest runs at once (default 2). Every example squeezes far memory
+#                         through a small local budget; before the session waited up to 2 s for
+#                         the evacuator (SessionConfig::alloc_wait, fm_config_t.alloc_wait_ms) a
+#                         starved evacuator on 2 busy cores could make a write give up, so tests
+#                         ran one at a time. With the wait, -j2 passed 3 of 3 normal and ASan runs
+#                         at a load average near 8 on 2 cores; set 1 to go back to serial.
 # Installs cmake, g++ and pkg-config with apt-get when one is missing (needs root or sudo).
 set -euo pipefail
 
@@ -47,7 +50,7 @@ run_pass() {
   cmake -S "$here" -B "$dir" -DFARMEM_CARGO_PROFILE="$profile" \
     -DFARMEM_CARGO_TARGET_DIR="$CARGO_TARGET_DIR" "$@"
   cmake --build "$dir" -j "$jobs"
-  (cd "$dir" && ctest --output-on-failure -j "${FARMEM_CPP_TEST_JOBS:-1}")
+  (cd "$dir" && ctest --output-on-failure -j "${FARMEM_CPP_TEST_JOBS:-2}")
 }
 
 run_pass normal -DFARMEM_ASAN=OFF

@@ -198,7 +198,6 @@ unsafe fn session_config(cfg: &fm_config_t) -> Result<SessionConfig> {
             0 => d.alloc_wait,
             ms => std::time::Duration::from_millis(ms),
         },
-        ..d
     })
 }
 
