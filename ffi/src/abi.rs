@@ -97,9 +97,11 @@ pub struct fm_config {
     pub local_bytes: u64,
     /// Embedded server capacity, bytes.
     pub far_bytes: u64,
-    /// `host:port` of a memory server, or NULL.
+    /// `host:port` of a memory server, or a comma-separated list of them (far memory is spread
+    /// over them), or NULL for the embedded server.
     pub server: *const c_char,
-    /// The server's cluster token, or NULL.
+    /// The servers' cluster token, or NULL; without `server` it becomes the embedded server's
+    /// token (so other runtimes can share that server).
     pub token: *const c_char,
     /// TCP connections to the server.
     pub connections: u32,

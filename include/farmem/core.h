@@ -73,7 +73,8 @@ typedef struct fm_config {
   const char *server;   /* "host:port" of a farmem-server, or a comma-separated list of them
                          * ("h1:p1,h2:p2": each container lives on one, placed by power of two
                          * choices), or NULL for the embedded server */
-  const char *token;    /* the server's cluster token (NUL-terminated); required with server */
+  const char *token;    /* the cluster token (NUL-terminated); required with server; without it,
+                         * the embedded server gets this token (or a fresh one if NULL) */
   uint32_t connections; /* TCP connections to the server; 0 = default 2 */
   uint32_t workers;     /* green-thread worker OS threads; 0 = one per core */
   uint64_t chunk_bytes; /* far-memory chunk size (a power of two); 0 = picked from local_bytes */
