@@ -53,6 +53,14 @@ pub trait ColumnStore<T: Element>: Send + Sync + Sized {
     /// A new, empty column stored the same way as `self` (same far-memory instance, say).
     fn empty_like(&self) -> Result<Self>;
 
+    /// Makes room for `additional` more elements ahead of the appends that will add them (a
+    /// far-memory column creates all their chunks in one request to its memory server). Only a
+    /// hint: the default does nothing.
+    fn reserve(&mut self, additional: usize) -> Result<()> {
+        let _ = additional;
+        Ok(())
+    }
+
     /// Whether the column has no elements.
     fn is_empty(&self) -> bool {
         self.len() == 0
@@ -200,6 +208,7 @@ pub trait ColumnStore<T: Element>: Send + Sync + Sized {
             )));
         }
         let idx = rows.rows();
+        out.reserve(idx.len())?;
         let mut next = 0usize;
         let mut buf: Vec<T> = Vec::with_capacity(BLOCK_ROWS.min(idx.len()));
         self.for_each_chunk_in(first as usize..last as usize + 1, |off, c| {

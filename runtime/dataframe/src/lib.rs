@@ -27,7 +27,7 @@ pub mod time;
 
 pub use column::{median_in_place, ColumnStore};
 pub use element::{CmpOp, Element, RowSet};
-pub use far::{FarColumn, FarElement, FarStorage, MIN_LOCAL_BYTES, SCAN_BATCH_ROWS};
+pub use far::{FarColumn, FarElement, FarStorage, APPEND_WAIT, MIN_LOCAL_BYTES, SCAN_BATCH_ROWS};
 pub use farmem_error::{Error, ErrorKind, Result};
 pub use frame::{AnyColumn, Categorical, ColumnType, DataFrame};
 pub use generator::generate;

@@ -1,29 +1,35 @@
-//! Parallel CSV loading into a [`DataFrame`].
+//! Parallel CSV loading into a [`DataFrame`], streamed into the storage's columns.
 //!
-//! The file is cut into one byte range per thread. A line belongs to the range holding its first
-//! byte: a thread whose range starts at `s` seeks to `s - 1` and drops everything up to and
-//! including the first `\n` (just that byte when a line starts exactly at `s`), then parses
-//! lines while their first byte is before its end, finishing the last one past the end. Each
-//! thread parses into local typed builders (categoricals get a thread-local dictionary), counts
-//! every line it consumed, and adds its bytes to a shared counter that drives the progress
-//! callback. After all threads finish, the parts are appended to the storage's columns in file
-//! order (categorical codes remapped to one dictionary), dropping each part as it goes, so the
-//! peak is one copy of the data plus one column.
+//! The file is cut into byte ranges of up to 2 MiB (at least four per parser thread). A line
+//! belongs to the range holding its first byte: a parser whose range starts at `s` seeks to
+//! `s - 1` and drops everything up to and including the first `\n` (just that byte when a line
+//! starts exactly at `s`), then parses lines while their first byte is before its end, finishing
+//! the last one past the end. Parser threads claim ranges in file order and parse each into
+//! local typed builders (categoricals get a per-range dictionary), count every line they
+//! consumed, and add its bytes to a shared counter that drives the progress callback.
+//!
+//! The loading thread meanwhile takes the parsed ranges in file order and appends each to the
+//! storage's columns (categorical codes remapped to one dictionary per column), dropping it as
+//! it goes. A parser runs at most two ranges per thread ahead of the last range appended
+//! ([`RangeQueue`]), so the local memory a load holds is a few ranges, not a copy of the file's
+//! data: a far-memory frame stays near its local budget while it loads.
 //!
 //! A malformed row (wrong field count, unparsable field) is an `ErrorKind::Parse` error naming
 //! the line number (1-based, header = line 1), the field and the value, or, with
 //! [`LoadOptions::skip_bad_rows`], it is counted and skipped. Line numbers are exact because
 //! every thread counts all lines it consumed and earlier ranges always run to their end.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
 
 use farmem_error::{Error, ErrorKind, Result};
 
 use crate::column::ColumnStore;
+use crate::element::Element;
 use crate::field::{parse_field, shown, type_text, Staged};
 use crate::frame::{AnyColumn, Categorical, ColumnType, DataFrame};
 use crate::storage::Storage;
@@ -114,75 +120,170 @@ pub fn load_csv<S: Storage>(
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
-    // Ranges under 64 KiB are not worth a thread.
     let body = size - data_start;
-    let threads = threads.min((body / (64 * 1024)).max(1) as usize);
+    let threads = threads.min((body / MIN_RANGE_BYTES).max(1) as usize);
+    let range_bytes =
+        (body / (threads as u64 * RANGES_PER_THREAD)).clamp(MIN_RANGE_BYTES, MAX_RANGE_BYTES);
+    let ranges = body.div_ceil(range_bytes).max(1);
     // The header counts as done, so the last progress call reports the file size.
     let done = AtomicU64::new(data_start);
-    let bounds: Vec<u64> = (0..=threads as u64)
-        .map(|k| data_start + body * k / threads as u64)
-        .collect();
-    let parts: Vec<Result<Part>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|k| {
-                let (start, end) = (bounds[k], bounds[k + 1]);
-                let ctx = RangeCtx {
-                    path,
-                    schema,
-                    start,
-                    data_start,
-                    end,
-                    size,
-                    done: &done,
-                    opts,
-                };
-                s.spawn(move || parse_range(&ctx))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(Error::new(
-                        ErrorKind::Panicked,
-                        "a CSV parser thread panicked",
-                    ))
-                })
-            })
-            .collect()
-    });
-    let mut ok_parts = Vec::with_capacity(parts.len());
-    let mut lines_before = 1u64; // the header
-    for part in parts {
-        let part = part.map_err(|e| e.with_context(what()))?;
-        if let Some((local_line, err)) = &part.error {
-            return Err(Error::new(
-                ErrorKind::Parse,
-                format!(
-                    "{}: line {}: {err}; fix the row or load with skip_bad_rows",
-                    what(),
-                    lines_before + local_line + 1
-                ),
-            ));
-        }
-        lines_before += part.lines;
-        ok_parts.push(part);
-    }
+    let ctx = |k: u64| RangeCtx {
+        path,
+        schema,
+        start: data_start + (k * range_bytes).min(body),
+        data_start,
+        end: data_start + ((k + 1) * range_bytes).min(body),
+        size,
+        done: &done,
+        opts,
+    };
+    let queue = RangeQueue::new(ranges, threads as u64 * 2);
+    let mut sink = FrameSink::new(storage, schema)?;
     let mut report = LoadReport {
         bytes: size,
         ..LoadReport::default()
     };
-    let mut lines_before = 1u64;
-    for p in &ok_parts {
-        report.rows += p.rows;
-        report.bad_rows += p.bad_rows;
-        if let (None, Some((line, msg))) = (&report.first_bad_row, &p.first_bad) {
-            report.first_bad_row = Some(format!("line {}: {msg}", lines_before + line + 1));
+    let appended: Result<()> = std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| queue.work(|k| parse_range(&ctx(k))));
         }
-        lines_before += p.lines;
-    }
-    let frame = assemble(storage, schema, ok_parts).map_err(|e| e.with_context(what()))?;
+        let mut lines_before = 1u64; // the header
+        let mut append_all = || {
+            for k in 0..ranges {
+                let part = queue.take(k)?;
+                if let Some((local_line, err)) = &part.error {
+                    return Err(Error::new(
+                        ErrorKind::Parse,
+                        format!(
+                            "line {}: {err}; fix the row or load with skip_bad_rows",
+                            lines_before + local_line + 1
+                        ),
+                    ));
+                }
+                report.rows += part.rows;
+                report.bad_rows += part.bad_rows;
+                if let (None, Some((line, msg))) = (&report.first_bad_row, &part.first_bad) {
+                    report.first_bad_row = Some(format!("line {}: {msg}", lines_before + line + 1));
+                }
+                lines_before += part.lines;
+                sink.append(part)?;
+                queue.appended(k);
+            }
+            Ok(())
+        };
+        let r = append_all();
+        // Wakes the parsers (on an error, they stop without parsing the rest).
+        queue.stop();
+        r
+    });
+    appended.map_err(|e| e.with_context(what()))?;
+    let frame = sink.finish().map_err(|e| e.with_context(what()))?;
     Ok((frame, report))
+}
+
+/// Smallest byte range a parser takes (smaller ones are not worth the seek and the buffer).
+const MIN_RANGE_BYTES: u64 = 64 * 1024;
+/// Largest byte range: bounds the parsed rows waiting in local memory (see [`RangeQueue`]).
+const MAX_RANGE_BYTES: u64 = 2 << 20;
+/// Ranges per parser thread, at least: small files still exercise several ranges per thread.
+const RANGES_PER_THREAD: u64 = 4;
+
+/// The byte ranges of a load: parser threads claim them in file order, and the loading thread
+/// takes the parsed parts in file order and appends them to the columns. A parser may run at
+/// most `window` ranges ahead of the last part appended, so the parsed rows waiting in local
+/// memory stay within `window` ranges (a few MiB) however large the file: the frame streams
+/// into its storage instead of being held whole in local builders first.
+struct RangeQueue {
+    state: Mutex<QueueState>,
+    changed: Condvar,
+    ranges: u64,
+    window: u64,
+}
+
+struct QueueState {
+    /// The next range to claim.
+    next: u64,
+    /// Ranges whose parts have been appended (all of `0..appended`).
+    appended: u64,
+    /// Parsed parts not yet appended, by range.
+    ready: BTreeMap<u64, Result<Part>>,
+    stopped: bool,
+}
+
+impl RangeQueue {
+    fn new(ranges: u64, window: u64) -> RangeQueue {
+        RangeQueue {
+            state: Mutex::new(QueueState {
+                next: 0,
+                appended: 0,
+                ready: BTreeMap::new(),
+                stopped: false,
+            }),
+            changed: Condvar::new(),
+            ranges,
+            window: window.max(1),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn wait<'a>(&self, g: MutexGuard<'a, QueueState>) -> MutexGuard<'a, QueueState> {
+        self.changed.wait(g).unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A parser thread's loop: claims ranges in order and parses them until none is left or
+    /// the load stops. A panic while parsing becomes that range's error, so the loading thread
+    /// never waits for a part that will not come.
+    fn work(&self, parse: impl Fn(u64) -> Result<Part>) {
+        loop {
+            let k = {
+                let mut g = self.lock();
+                loop {
+                    if g.stopped || g.next >= self.ranges {
+                        return;
+                    }
+                    if g.next < g.appended + self.window {
+                        g.next += 1;
+                        break g.next - 1;
+                    }
+                    g = self.wait(g);
+                }
+            };
+            let part = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| parse(k)))
+                .unwrap_or_else(|_| {
+                    Err(Error::new(
+                        ErrorKind::Panicked,
+                        "a CSV parser thread panicked",
+                    ))
+                });
+            self.lock().ready.insert(k, part);
+            self.changed.notify_all();
+        }
+    }
+
+    /// Waits for range `k`'s part (every range below `k` was taken already).
+    fn take(&self, k: u64) -> Result<Part> {
+        let mut g = self.lock();
+        loop {
+            if let Some(p) = g.ready.remove(&k) {
+                return p;
+            }
+            g = self.wait(g);
+        }
+    }
+
+    /// Range `k`'s part is in the columns: parsers may run one range further.
+    fn appended(&self, k: u64) {
+        self.lock().appended = k + 1;
+        self.changed.notify_all();
+    }
+
+    fn stop(&self) {
+        self.lock().stopped = true;
+        self.changed.notify_all();
+    }
 }
 
 /// Reads the header line, compares it with `schema`, returns the offset of the first data byte.
@@ -445,99 +546,192 @@ fn parse_row(
     Ok(())
 }
 
-/// Appends the parts' columns to new storage columns in file order.
-fn assemble<S: Storage>(
-    storage: &S,
-    schema: &Schema,
-    mut parts: Vec<Part>,
-) -> Result<DataFrame<S>> {
-    let mut frame = DataFrame::new(storage.clone());
-    for (i, (name, ty)) in schema.fields.iter().enumerate() {
-        let mut taken: Vec<Builder> = parts
-            .iter_mut()
-            .map(|p| std::mem::replace(&mut p.builders[i], Builder::U8(Vec::new())))
-            .collect();
-        let column = match ty {
-            ColumnType::I64 | ColumnType::Timestamp => {
-                let mut c = storage.new_column::<i64>()?;
-                for b in &mut taken {
-                    if let Builder::I64(v) | Builder::Timestamp(v) = b {
-                        c.extend_from_slice(v)?;
-                        *v = Vec::new();
-                    }
-                }
-                if *ty == ColumnType::I64 {
-                    AnyColumn::I64(c)
-                } else {
-                    AnyColumn::Timestamp(c)
-                }
-            }
-            ColumnType::F64 => {
-                let mut c = storage.new_column::<f64>()?;
-                for b in &mut taken {
-                    if let Builder::F64(v) = b {
-                        c.extend_from_slice(v)?;
-                        *v = Vec::new();
-                    }
-                }
-                AnyColumn::F64(c)
-            }
-            ColumnType::U8 => {
-                let mut c = storage.new_column::<u8>()?;
-                for b in &mut taken {
-                    if let Builder::U8(v) = b {
-                        c.extend_from_slice(v)?;
-                        *v = Vec::new();
-                    }
-                }
-                AnyColumn::U8(c)
-            }
-            ColumnType::Categorical | ColumnType::Categorical16 => {
-                let mut global = Dictionary::default();
-                let limit = category_limit(*ty);
-                let mut remaps = Vec::new();
-                for b in &taken {
-                    if let Builder::Categorical(d, _) = b {
-                        let map = d
-                            .entries
-                            .iter()
-                            .map(|e| global.intern(e.as_bytes(), limit))
-                            .collect::<std::result::Result<Vec<u16>, String>>()
-                            .map_err(|m| {
-                                Error::new(ErrorKind::Parse, format!("column {name}: {m}"))
-                            })?;
-                        remaps.push(map);
-                    }
-                }
-                let dictionary = global.entries;
-                if *ty == ColumnType::Categorical {
-                    let mut c = storage.new_column::<u8>()?;
-                    for (b, map) in taken.iter_mut().filter_map(cat_codes).zip(&remaps) {
-                        // Codes are < 256: the global dictionary was interned with that limit.
-                        let v: Vec<u8> = b.iter().map(|&x| map[usize::from(x)] as u8).collect();
-                        c.extend_from_slice(&v)?;
-                        *b = Vec::new();
-                    }
-                    AnyColumn::Categorical(Categorical::new(dictionary, c))
-                } else {
-                    let mut c = storage.new_column::<u16>()?;
-                    for (b, map) in taken.iter_mut().filter_map(cat_codes).zip(&remaps) {
-                        let v: Vec<u16> = b.iter().map(|&x| map[usize::from(x)]).collect();
-                        c.extend_from_slice(&v)?;
-                        *b = Vec::new();
-                    }
-                    AnyColumn::Categorical16(Categorical::new(dictionary, c))
-                }
-            }
-        };
-        frame.add_column(name, column)?;
-    }
-    Ok(frame)
+/// The columns a load appends to, in schema order.
+struct FrameSink<S: Storage> {
+    storage: S,
+    columns: Vec<(String, SinkColumn<S>)>,
 }
 
-fn cat_codes(b: &mut Builder) -> Option<&mut Vec<u16>> {
-    match b {
-        Builder::Categorical(_, c) => Some(c),
-        _ => None,
+enum SinkColumn<S: Storage> {
+    I64(S::Column<i64>),
+    Timestamp(S::Column<i64>),
+    F64(S::Column<f64>),
+    U8(S::Column<u8>),
+    /// The global dictionary, interned with the column type's category limit.
+    Categorical(Dictionary, S::Column<u8>),
+    Categorical16(Dictionary, S::Column<u16>),
+}
+
+/// Appends `v` to `c`, creating its chunks first in one request (see `ColumnStore::reserve`).
+fn append_to<T: Element, C: ColumnStore<T>>(c: &mut C, v: &[T]) -> Result<()> {
+    c.reserve(v.len())?;
+    c.extend_from_slice(v)
+}
+
+impl<S: Storage> FrameSink<S> {
+    fn new(storage: &S, schema: &Schema) -> Result<FrameSink<S>> {
+        let columns = schema
+            .fields
+            .iter()
+            .map(|(name, ty)| {
+                let c = match ty {
+                    ColumnType::I64 => SinkColumn::I64(storage.new_column()?),
+                    ColumnType::Timestamp => SinkColumn::Timestamp(storage.new_column()?),
+                    ColumnType::F64 => SinkColumn::F64(storage.new_column()?),
+                    ColumnType::U8 => SinkColumn::U8(storage.new_column()?),
+                    ColumnType::Categorical => {
+                        SinkColumn::Categorical(Dictionary::default(), storage.new_column()?)
+                    }
+                    ColumnType::Categorical16 => {
+                        SinkColumn::Categorical16(Dictionary::default(), storage.new_column()?)
+                    }
+                };
+                Ok((name.clone(), c))
+            })
+            .collect::<Result<_>>()?;
+        Ok(FrameSink {
+            storage: storage.clone(),
+            columns,
+        })
+    }
+
+    /// Appends one range's rows to every column (categorical codes remapped to the column's
+    /// dictionary), freeing each builder as it goes.
+    fn append(&mut self, part: Part) -> Result<()> {
+        for ((name, column), builder) in self.columns.iter_mut().zip(part.builders) {
+            match (column, builder) {
+                (
+                    SinkColumn::I64(c) | SinkColumn::Timestamp(c),
+                    Builder::I64(v) | Builder::Timestamp(v),
+                ) => append_to(c, &v)?,
+                (SinkColumn::F64(c), Builder::F64(v)) => append_to(c, &v)?,
+                (SinkColumn::U8(c), Builder::U8(v)) => append_to(c, &v)?,
+                (SinkColumn::Categorical(global, c), Builder::Categorical(d, v)) => {
+                    let map = remap(name, global, &d, 1 << 8)?;
+                    // Codes are < 256: the global dictionary was interned with that limit.
+                    let v: Vec<u8> = v.iter().map(|&x| map[usize::from(x)] as u8).collect();
+                    append_to(c, &v)?
+                }
+                (SinkColumn::Categorical16(global, c), Builder::Categorical(d, v)) => {
+                    let map = remap(name, global, &d, 1 << 16)?;
+                    let v: Vec<u16> = v.iter().map(|&x| map[usize::from(x)]).collect();
+                    append_to(c, &v)?
+                }
+                _ => {
+                    return Err(Error::internal(format!(
+                        "column {name}: parsed values do not match the column type"
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<DataFrame<S>> {
+        let mut frame = DataFrame::new(self.storage);
+        for (name, c) in self.columns {
+            let column = match c {
+                SinkColumn::I64(c) => AnyColumn::I64(c),
+                SinkColumn::Timestamp(c) => AnyColumn::Timestamp(c),
+                SinkColumn::F64(c) => AnyColumn::F64(c),
+                SinkColumn::U8(c) => AnyColumn::U8(c),
+                SinkColumn::Categorical(d, c) => {
+                    AnyColumn::Categorical(Categorical::new(d.entries, c))
+                }
+                SinkColumn::Categorical16(d, c) => {
+                    AnyColumn::Categorical16(Categorical::new(d.entries, c))
+                }
+            };
+            frame.add_column(&name, column)?;
+        }
+        Ok(frame)
+    }
+}
+
+/// The code in `global` of each entry of a range's dictionary `local`.
+fn remap(
+    name: &str,
+    global: &mut Dictionary,
+    local: &Dictionary,
+    limit: usize,
+) -> Result<Vec<u16>> {
+    local
+        .entries
+        .iter()
+        .map(|e| global.intern(e.as_bytes(), limit))
+        .collect::<std::result::Result<Vec<u16>, String>>()
+        .map_err(|m| Error::new(ErrorKind::Parse, format!("column {name}: {m}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+
+    fn empty_part(lines: u64) -> Part {
+        Part {
+            builders: Vec::new(),
+            rows: 0,
+            lines,
+            bad_rows: 0,
+            first_bad: None,
+            error: None,
+        }
+    }
+
+    // The streaming bound: no parser starts a range more than `window` ranges past the last
+    // one appended, however slow the appends are, and parts come out in file order.
+    #[test]
+    fn parsers_never_run_more_than_the_window_ahead_of_the_appends() {
+        let (ranges, window) = (40u64, 3u64);
+        let queue = RangeQueue::new(ranges, window);
+        let appended = AtomicU64::new(0);
+        let too_far = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            for _ in 0..3 {
+                s.spawn(|| {
+                    queue.work(|k| {
+                        if k >= appended.load(Ordering::Acquire) + window {
+                            too_far.store(true, Ordering::Release);
+                        }
+                        Ok(empty_part(k))
+                    })
+                });
+            }
+            for k in 0..ranges {
+                let part = queue.take(k).expect("part");
+                assert_eq!(part.lines, k, "parts come in file order");
+                std::thread::sleep(std::time::Duration::from_micros(200));
+                appended.store(k + 1, Ordering::Release);
+                queue.appended(k);
+            }
+            queue.stop();
+        });
+        assert!(!too_far.load(Ordering::Acquire));
+    }
+
+    #[test]
+    fn a_panicking_parser_is_an_error_not_a_hang() {
+        let queue = RangeQueue::new(4, 2);
+        let r = std::thread::scope(|s| {
+            s.spawn(|| {
+                queue.work(|k| {
+                    if k == 1 {
+                        panic!("parser bug");
+                    }
+                    Ok(empty_part(k))
+                })
+            });
+            let r = (|| -> Result<()> {
+                for k in 0..4 {
+                    queue.take(k)?;
+                    queue.appended(k);
+                }
+                Ok(())
+            })();
+            queue.stop();
+            r
+        });
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::Panicked);
     }
 }

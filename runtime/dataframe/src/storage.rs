@@ -101,6 +101,7 @@ pub trait Storage: Clone + Send + Sync + 'static {
     /// A new column holding `src`.
     fn column_from_slice<T: Element>(&self, src: &[T]) -> Result<Self::Column<T>> {
         let mut c = self.new_column()?;
+        c.reserve(src.len())?;
         c.extend_from_slice(src)?;
         Ok(c)
     }
@@ -114,6 +115,7 @@ pub trait Storage: Clone + Send + Sync + 'static {
     ) -> Result<Self::Column<i64>> {
         same_len(&[a.len(), b.len()], "zip_i64")?;
         let mut out = self.new_column()?;
+        out.reserve(a.len())?;
         let (mut xa, mut xb, mut res) = (Vec::new(), Vec::new(), Vec::new());
         for rows in blocks(a.len()) {
             read_block(a, &rows, &mut xa)?;
@@ -128,6 +130,7 @@ pub trait Storage: Clone + Send + Sync + 'static {
     /// `part(ts[i])` for every row.
     fn timestamp_part(&self, ts: &Self::Column<i64>, part: TimePart) -> Result<Self::Column<u8>> {
         let mut out = self.new_column()?;
+        out.reserve(ts.len())?;
         let mut res = Vec::new();
         ts.for_each_chunk(|c| {
             res.clear();
@@ -135,6 +138,17 @@ pub trait Storage: Clone + Send + Sync + 'static {
             out.extend_from_slice(&res)
         })?;
         Ok(out)
+    }
+
+    /// One column per entry of `parts`, each `part(ts[i])` for every row (as
+    /// [`timestamp_part`](Self::timestamp_part) for each part; a storage may compute them in
+    /// one pass over `ts`).
+    fn timestamp_parts(
+        &self,
+        ts: &Self::Column<i64>,
+        parts: &[TimePart],
+    ) -> Result<Vec<Self::Column<u8>>> {
+        parts.iter().map(|&p| self.timestamp_part(ts, p)).collect()
     }
 
     /// [`haversine_km`] of every row's pickup and dropoff coordinates.
@@ -150,6 +164,7 @@ pub trait Storage: Clone + Send + Sync + 'static {
         ];
         same_len(&cols.map(|c| c.len()), "haversine_km")?;
         let mut out = self.new_column()?;
+        out.reserve(cols[0].len())?;
         let mut bufs: [Vec<f64>; 4] = Default::default();
         let mut res = Vec::new();
         for rows in blocks(cols[0].len()) {
@@ -208,7 +223,7 @@ fn read_block<T: Element, C: ColumnStore<T>>(
     col.copy_range(rows.start, buf)
 }
 
-fn same_len(lens: &[usize], what: &str) -> Result<()> {
+pub(crate) fn same_len(lens: &[usize], what: &str) -> Result<()> {
     if lens.windows(2).any(|w| w[0] != w[1]) {
         return Err(Error::invalid(format!(
             "{what}: input columns have different lengths {lens:?}; they must come from one frame"
@@ -260,6 +275,11 @@ impl<T: Element> ColumnStore<T> for LocalColumn<T> {
 
     fn push(&mut self, v: T) -> Result<()> {
         self.values.push(v);
+        Ok(())
+    }
+
+    fn reserve(&mut self, additional: usize) -> Result<()> {
+        self.values.reserve(additional);
         Ok(())
     }
 

@@ -215,9 +215,17 @@ pub fn long_trips<S: Storage>(df: &mut DataFrame<S>) -> Result<LongTrips> {
 /// first 10 rows.
 pub fn pickup_time_parts<S: Storage>(df: &mut DataFrame<S>) -> Result<PickupTimeParts> {
     let pickup = df.timestamp("tpep_pickup_datetime")?;
-    let hour = df.storage().timestamp_part(pickup, TimePart::Hour)?;
-    let day = df.storage().timestamp_part(pickup, TimePart::Weekday)?;
-    let month = df.storage().timestamp_part(pickup, TimePart::Month)?;
+    let parts = [TimePart::Hour, TimePart::Weekday, TimePart::Month];
+    let [hour, day, month]: [_; 3] = df
+        .storage()
+        .timestamp_parts(pickup, &parts)?
+        .try_into()
+        .map_err(|v: Vec<_>| {
+            Error::internal(format!(
+                "timestamp_parts returned {} columns for 3 parts",
+                v.len()
+            ))
+        })?;
     let mut first_rows = Vec::new();
     for i in 0..pickup.len().min(10) {
         first_rows.push(PickupPartsRow {

@@ -109,6 +109,25 @@ pub trait Backend: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Creates objects `objs` of data structure `ds`, each `len` bytes of zeros, taking their
+    /// far capacity now: `OutOfFarMemory` when they do not fit, so a container reports a full
+    /// backend when it grows rather than when it is evicted. A read of one of them returns zeros.
+    /// The object layer never reads them back before writing them (their pointer words start
+    /// fresh), so a backend that can count capacity without storing the zeros may override this.
+    /// The default writes the zeros as one [`write_batch`](Self::write_batch), which a pipelined
+    /// client sends in a few frames instead of one round trip per object.
+    fn create_zeroed(&self, ds: u16, objs: std::ops::Range<u32>, len: usize) -> Result<()> {
+        let zeros = vec![0u8; len];
+        let reqs: Vec<WriteRequest<'_>> = objs
+            .map(|obj| WriteRequest {
+                ds,
+                obj,
+                data: &zeros,
+            })
+            .collect();
+        self.write_batch(&reqs)
+    }
+
     /// Starts reading `len` bytes of object (`ds`, `obj`) and returns a handle to wait on later
     /// (the prefetcher's hook). The default reads synchronously and returns a ready handle.
     fn issue_read(&self, ds: u16, obj: u32, len: usize) -> Result<PendingRead> {

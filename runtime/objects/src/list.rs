@@ -573,7 +573,8 @@ impl<T: Pod> RemList<T> {
             .word(obj)
             .ok_or_else(|| Error::internal(format!("list chunk {obj} has no pointer word")))?;
         let w = word.load();
-        if pointer::is_present(w) {
+        // A fresh chunk is made locally on first use: there may be nothing to read remotely.
+        if pointer::is_present(w) || pointer::is_fresh(w) {
             return Ok(None);
         }
         let id = RemoteId::from_bits(w);

@@ -14,6 +14,9 @@
 //!   again (neither waits for anything while it holds the lock).
 //! - remote: take the busy lock (CAS), bump-allocate local space, read the object from the
 //!   backend into it, write the header's back-pointer and publish the word present (release).
+//!   A fresh object (remote with `FRESH`: new and all zeros) is not read: its local space is
+//!   zeroed and the word is published present, hot and dirty, so its first eviction writes it
+//!   out. Growing a container therefore costs no fetch of the zeros it was created with.
 //!   If no local memory can be had above the hard floor, the mutator waits for the evacuator, up
 //!   to `alloc_wait`. A scope that has dereferenced nothing since it was entered or renewed holds
 //!   no reference, so it steps out of its slot while it waits (the evacuator's grace period does
@@ -22,6 +25,8 @@
 //!   uncached, from a buffer owned by the scope; a `set` is written through to the backend; and a
 //!   `get_mut` waits its `alloc_wait` and then fails with `OutOfLocalMemory`. Renewing scopes in
 //!   loops (as `for_each_chunk` and `write_slice` do) keeps mutators on the waiting path.
+//!   The wait ends early when a write-back has failed with `OutOfFarMemory` (latched until
+//!   `take_error`): the evacuator cannot free memory then, and the writer gets that error.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -219,8 +224,9 @@ impl Inner {
                 continue;
             }
             let id = RemoteId::from_bits(w);
+            let fresh = pointer::is_fresh(w);
             if access == Access::ReadNoCache {
-                return self.read_uncached(id, scope);
+                return self.read_uncached(id, fresh, scope);
             }
             if word.try_lock_remote(w).is_err() {
                 continue;
@@ -235,7 +241,7 @@ impl Inner {
                     Access::ReadNoCache => false,
                 };
                 let d = *deadline.get_or_insert_with(|| Instant::now() + self.config.alloc_wait);
-                if may_wait && Instant::now() < d {
+                if may_wait && Instant::now() < d && self.far_full().is_none() {
                     let wait = || {
                         self.log.evac_signal.notify();
                         farmem_sched::park::park_timeout(std::time::Duration::from_micros(200));
@@ -248,17 +254,24 @@ impl Inner {
                     continue;
                 }
                 match access {
-                    Access::Read | Access::ReadNoCache => return self.read_uncached(id, scope),
+                    Access::Read | Access::ReadNoCache => {
+                        return self.read_uncached(id, fresh, scope)
+                    }
                     Access::Write | Access::WriteOrFail => return Err(self.out_of_local(id)),
                 }
             };
             // SAFETY: a fresh reservation of `id.size()` bytes that only this thread touches until
             // the word is published.
             let buf = unsafe { std::slice::from_raw_parts_mut(alloc.data, id.size()) };
-            let fetched = self
-                .backend
-                .read(id.ds(), id.obj(), buf)
-                .and_then(|()| LocalAddr::new(alloc.data as usize));
+            let fetched = if fresh {
+                // A fresh object is made here, not fetched (pointer module note): its bytes are
+                // zeros, and the log reuses freed regions, so write them.
+                buf.fill(0);
+                Ok(())
+            } else {
+                self.backend.read(id.ds(), id.obj(), buf)
+            }
+            .and_then(|()| LocalAddr::new(alloc.data as usize));
             let addr = match fetched {
                 Ok(a) => a,
                 Err(e) => {
@@ -275,12 +288,18 @@ impl Inner {
             unsafe { &*alloc.header }
                 .backptr
                 .store(word.addr(), Ordering::Release);
+            // A fresh object starts dirty even for a read: its first eviction writes it out, so
+            // it never depends on what (if anything) its creation left in far memory.
             word.publish(pointer::present_word(
                 addr,
-                if writes { HOT | DIRTY } else { HOT },
+                if writes || fresh { HOT | DIRTY } else { HOT },
             ));
             self.log.finish(&alloc);
             scope.count_slow();
+            if fresh {
+                // Nothing was fetched: no miss, and no stride for the prefetcher to follow.
+                return Ok(alloc.data);
+            }
             Counters::add(&self.counters.misses, 1);
             Counters::add(&self.counters.bytes_fetched, id.size() as u64);
             self.observe_stride(table, obj);
@@ -288,7 +307,30 @@ impl Inner {
         }
     }
 
+    /// The latched write-back failure, if far memory is full: the evacuator cannot free local
+    /// memory by writing objects back, so waiting for it is pointless.
+    fn far_full(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|l| {
+            l.as_ref()
+                .filter(|e| e.kind() == ErrorKind::OutOfFarMemory)
+                .map(|e| e.to_string())
+        })
+    }
+
     fn out_of_local(&self, id: RemoteId) -> Error {
+        // Local memory the evacuator cannot free because far memory is full is a full far
+        // memory, not a small local budget: say so (with chunks reserved at write-back, this is
+        // where a full backend reaches a writer).
+        if let Some(e) = self.far_full() {
+            return Error::new(
+                ErrorKind::OutOfFarMemory,
+                format!(
+                    "no local memory for object {} of container {} because the evacuator cannot write objects back: {e}; give far memory more capacity",
+                    id.obj(),
+                    id.ds()
+                ),
+            );
+        }
         Error::new(
             ErrorKind::OutOfLocalMemory,
             format!(
@@ -304,8 +346,14 @@ impl Inner {
         )
     }
 
-    fn read_uncached(&self, id: RemoteId, scope: &DerefScope<'_>) -> Result<*mut u8> {
+    fn read_uncached(&self, id: RemoteId, fresh: bool, scope: &DerefScope<'_>) -> Result<*mut u8> {
         let p = scope.arena_buffer(id.size());
+        if fresh {
+            // The arena buffer is zeroed: it already holds a fresh object's bytes.
+            scope.count_slow();
+            Counters::add(&self.counters.uncached_reads, 1);
+            return Ok(p);
+        }
         // SAFETY: `p` is a fresh buffer of at least `id.size()` bytes owned by the scope.
         let buf = unsafe { std::slice::from_raw_parts_mut(p, id.size()) };
         self.backend.read(id.ds(), id.obj(), buf)?;
@@ -339,15 +387,20 @@ impl Inner {
                 continue;
             }
             let id = RemoteId::from_bits(w);
+            let fresh = pointer::is_fresh(w);
             let mut tmp = vec![0u8; id.size()];
-            let r = self
-                .backend
-                .read(id.ds(), id.obj(), &mut tmp)
-                .and_then(|()| {
-                    tmp[offset..offset + bytes.len()].copy_from_slice(bytes);
-                    self.backend.write(id.ds(), id.obj(), &tmp)
-                });
-            word.publish(w);
+            let r = if fresh {
+                // Its bytes are the zeros already in `tmp`.
+                Ok(())
+            } else {
+                self.backend.read(id.ds(), id.obj(), &mut tmp)
+            }
+            .and_then(|()| {
+                tmp[offset..offset + bytes.len()].copy_from_slice(bytes);
+                self.backend.write(id.ds(), id.obj(), &tmp)
+            });
+            // Written: far memory now holds the object, so it is no longer fresh.
+            word.publish(if r.is_ok() { w & !pointer::FRESH } else { w });
             r?;
             Counters::add(&self.counters.write_throughs, 1);
             Counters::add(&self.counters.bytes_written_back, id.size() as u64);

@@ -58,8 +58,13 @@ impl ObjectTable {
         self.objects.load(Ordering::Acquire)
     }
 
-    /// Creates objects up to `total` (zero-filled in the backend, so running out of far memory
-    /// shows up here, not during evacuation) and appends new segment addresses to `cache`.
+    /// Creates objects up to `total` and appends new segment addresses to `cache`. Unless the
+    /// configuration defers it (`Config::reserve_far_on_grow`), the backend takes their far
+    /// capacity now ([`Backend::create_zeroed`](crate::Backend::create_zeroed), one batch for
+    /// all of them), so running out of far memory shows up here, not during evacuation. Their
+    /// pointer words start fresh, so the first dereference makes the zeros locally instead of
+    /// fetching them. On failure no object is created (those the backend did take are removed
+    /// again).
     pub(crate) fn grow_to(&self, total: usize, cache: &mut Vec<*const PointerWord>) -> Result<()> {
         let have = self.objects() as usize;
         if total <= have {
@@ -71,14 +76,22 @@ impl ObjectTable {
                 MAX_OBJ_ID + 1
             )));
         }
-        let zeros = vec![0u8; self.object_bytes];
-        for obj in have..total {
+        let created = if self.inner.config.reserve_far_on_grow {
             self.inner
                 .backend
-                .write(self.ds, obj as u32, &zeros)
-                .map_err(|e| {
-                    e.with_context(format!("creating object {obj} of container {}", self.ds))
-                })?;
+                .create_zeroed(self.ds, have as u32..total as u32, self.object_bytes)
+        } else {
+            // Capacity is taken at the first write-back (`Config::reserve_far_on_grow`).
+            Ok(())
+        };
+        if let Err(e) = created {
+            for obj in have..total {
+                let _ = self.inner.backend.remove(self.ds, obj as u32);
+            }
+            return Err(e.with_context(format!(
+                "creating objects {have}..{total} of container {}",
+                self.ds
+            )));
         }
         let mut segs = self
             .segments
@@ -90,7 +103,7 @@ impl ObjectTable {
             let seg: Box<[PointerWord]> = (0..seg_len)
                 .map(|k| {
                     let obj = (base + k).min(MAX_OBJ_ID as usize) as u32;
-                    RemoteId::new(self.ds, obj, self.object_bytes).map(PointerWord::new_remote)
+                    RemoteId::new(self.ds, obj, self.object_bytes).map(PointerWord::new_fresh)
                 })
                 .collect::<Result<_>>()?;
             segs.push(seg);

@@ -14,7 +14,7 @@
 //!  remote (P = 0): the object is in far memory
 //!   63                    36 35          24 23               8 7 6 5 4 3 2 1 0
 //!  +------------------------+--------------+------------------+-+-+-+-+-+-+-+-+
-//!  |  object id (28 bits)   | ds id (12)   | size / 8 (16)    |0|F|B|S|0|0|0|0|
+//!  |  object id (28 bits)   | ds id (12)   | size / 8 (16)    |0|F|B|S|0|N|0|0|
 //!  +------------------------+--------------+------------------+-+-+-+-+-+-+-+-+
 //!
 //!  P present     H hot (touched since the evacuator last looked; second chance)
@@ -23,6 +23,11 @@
 //!  B busy        (locked: a thread is fetching it or writing it through (remote), or the
 //!                evacuator is copying or writing it back (present, with E); others back off)
 //!  F prefetched  (brought in by the prefetcher and not yet used; the first use counts it)
+//!  N fresh       (remote form only, the bit of D: a new object whose bytes are all zeros and
+//!                have never been written by the program; far memory holds zeros for it or,
+//!                with `Config::reserve_far_on_grow` off, nothing yet. The first dereference
+//!                makes it locally, present and dirty, with no fetch, so its first eviction
+//!                writes it out. AIFM allocates new objects in local memory in the same way.)
 //! ```
 //!
 //! The fast path of a dereference is one load, one masked test and one branch: a read succeeds
@@ -56,6 +61,9 @@ pub const SHARED: u64 = 1 << 4;
 pub const BUSY: u64 = 1 << 5;
 /// Prefetched and not yet used.
 pub const PREFETCHED: u64 = 1 << 6;
+/// Fresh (remote form only; the bit [`DIRTY`] has in the present form): the object is new and
+/// all zeros, so a dereference makes it locally instead of fetching it (module note).
+pub const FRESH: u64 = DIRTY;
 
 /// All flag bits.
 pub const FLAGS: u64 = 0xff;
@@ -159,6 +167,12 @@ impl RemoteId {
     }
 }
 
+/// Whether a remote word value names a fresh (all-zero, never fetched) object.
+#[inline]
+pub fn is_fresh(w: u64) -> bool {
+    !is_present(w) && w & FRESH != 0
+}
+
 /// Whether a word value is present.
 #[inline(always)]
 pub fn is_present(w: u64) -> bool {
@@ -192,6 +206,11 @@ impl PointerWord {
     /// A word for an object that lives remotely as `id`.
     pub fn new_remote(id: RemoteId) -> PointerWord {
         PointerWord(AtomicU64::new(remote_word(id)))
+    }
+
+    /// A word for a new object whose bytes are all zeros (see [`FRESH`]).
+    pub fn new_fresh(id: RemoteId) -> PointerWord {
+        PointerWord(AtomicU64::new(remote_word(id) | FRESH))
     }
 
     /// The current value (acquire: a present value makes the data written before it visible).
@@ -271,6 +290,21 @@ mod tests {
     }
 
     #[test]
+    fn fresh_is_a_remote_state_only() {
+        let id = RemoteId::new(1, 2, 64).unwrap();
+        let w = PointerWord::new_fresh(id).load();
+        assert!(is_fresh(w) && !is_present(w));
+        assert_eq!(RemoteId::from_bits(w), id, "the identity ignores the flag");
+        assert_ne!(w & READ_MASK, READ_HIT, "a fresh word takes the slow path");
+        assert!(!is_fresh(remote_word(id)));
+        let a = LocalAddr::new(0x1000).unwrap();
+        assert!(
+            !is_fresh(present_word(a, HOT | DIRTY)),
+            "the bit means dirty once present"
+        );
+    }
+
+    #[test]
     fn busy_lock_is_exclusive() {
         let id = RemoteId::new(1, 2, 64).unwrap();
         let w = PointerWord::new_remote(id);
@@ -280,5 +314,84 @@ mod tests {
         assert!(w.cas(cur, cur | BUSY).is_err(), "second locker must lose");
         w.publish(cur);
         assert_eq!(w.load(), cur);
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_fresh {
+    //! A fresh word under every interleaving: a mutator that writes the new object races the
+    //! prefetcher, which may lock the remote word first and bring in the zeros the backend holds
+    //! for it. Whoever makes the object local, the mutator's write lands in the one local copy
+    //! (loom's `UnsafeCell` flags two threads touching the bytes at once) and the word ends
+    //! dirty, so the evacuator writes it back instead of dropping it.
+    use super::*;
+    use loom::cell::UnsafeCell;
+    use loom::sync::Arc;
+
+    struct World {
+        word: PointerWord,
+        data: UnsafeCell<u64>,
+    }
+
+    #[test]
+    fn loom_fresh_object_write_is_kept_whoever_makes_it_local() {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(3);
+        b.check(|| {
+            let id = RemoteId::new(1, 1, 8).unwrap();
+            let world = Arc::new(World {
+                word: PointerWord::new_fresh(id),
+                data: UnsafeCell::new(0xdead),
+            });
+            let addr = LocalAddr::new(0x1000).unwrap();
+
+            let p = world.clone();
+            let prefetcher = loom::thread::spawn(move || {
+                let w = p.word.load();
+                if is_present(w) || w & BUSY != 0 {
+                    return;
+                }
+                if p.word.try_lock_remote(w).is_ok() {
+                    // The backend holds zeros for a fresh object.
+                    // SAFETY: loom checks this access against every other one.
+                    p.data.with_mut(|d| unsafe { *d = 0 });
+                    p.word.publish(present_word(addr, PREFETCHED));
+                }
+            });
+
+            // The mutator's slow path for a write (memory.rs), then the write itself.
+            loop {
+                let w = world.word.load();
+                if is_present(w) && w & BUSY == 0 {
+                    let new = (w | HOT | DIRTY) & !(EVACUATING | PREFETCHED);
+                    if world.word.cas(w, new).is_err() {
+                        continue;
+                    }
+                    break;
+                }
+                if w & BUSY != 0 {
+                    loom::thread::yield_now();
+                    continue;
+                }
+                if world.word.try_lock_remote(w).is_err() {
+                    continue;
+                }
+                assert!(is_fresh(w), "nobody writes the object back in this model");
+                // SAFETY: loom checks this access against every other one.
+                world.data.with_mut(|d| unsafe { *d = 0 });
+                world.word.publish(present_word(addr, HOT | DIRTY));
+                break;
+            }
+            // SAFETY: loom checks this access against the prefetcher's.
+            world.data.with_mut(|d| unsafe { *d = 7 });
+            prefetcher.join().unwrap();
+            let w = world.word.load();
+            assert!(
+                is_present(w) && w & DIRTY != 0,
+                "the write must be written back"
+            );
+            // SAFETY: both threads are done.
+            assert_eq!(world.data.with(|d| unsafe { *d }), 7);
+        });
     }
 }

@@ -39,6 +39,21 @@ impl<T: Pod> RemVec<T> {
         self.core.set(i, v, scope).inspect_err(|_| self.len -= 1)
     }
 
+    /// Creates the chunks that `additional` more elements need, ahead of the pushes or
+    /// extends that will fill them: one batch to the backend instead of one creation each time
+    /// the vector crosses into a new chunk. `OutOfFarMemory` if they do not fit. The length does
+    /// not change; the chunks are fresh (their zeros are made locally on first use, not fetched).
+    pub fn reserve(&mut self, additional: usize) -> Result<()> {
+        let want = self.len.checked_add(additional).ok_or_else(|| {
+            Error::invalid(format!(
+                "reserving {additional} more elements overflows a RemVec of {} elements",
+                self.len
+            ))
+        })?;
+        self.core
+            .ensure_chunks(want.div_ceil(self.core.chunk_len()))
+    }
+
     /// Removes and returns the last element.
     pub fn pop(&mut self, scope: &DerefScope<'_>) -> Result<Option<T>> {
         if self.len == 0 {

@@ -88,7 +88,8 @@ fn scopes_nest_and_count_hits() {
     }
     assert!(!farmem_objects::in_scope());
     let m = fm.metrics();
-    assert_eq!(m.misses, 1, "one chunk fetched once: {m:?}");
+    // The chunk is new: its first dereference makes it locally, with nothing fetched.
+    assert_eq!((m.misses, m.bytes_fetched), (0, 0), "{m:?}");
     assert!(m.hits >= 2, "{m:?}");
 }
 

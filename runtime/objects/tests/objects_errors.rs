@@ -98,3 +98,55 @@ fn bad_configuration_and_element_types_are_invalid_arguments() {
     let e = fm.array::<[u8; 0]>(4).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidArgument);
 }
+
+/// An in-process backend whose writes of one object fail (a server that rejects it).
+struct RejectsOneObject {
+    inner: farmem_objects::InProcessBackend,
+    rejected: std::sync::atomic::AtomicU32,
+}
+
+impl farmem_objects::Backend for RejectsOneObject {
+    fn read(&self, ds: u16, obj: u32, buf: &mut [u8]) -> farmem_objects::Result<()> {
+        self.inner.read(ds, obj, buf)
+    }
+
+    fn write(&self, ds: u16, obj: u32, data: &[u8]) -> farmem_objects::Result<()> {
+        if obj == self.rejected.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(farmem_objects::Error::new(
+                ErrorKind::Io,
+                format!("test backend rejects object {obj}"),
+            ));
+        }
+        self.inner.write(ds, obj, data)
+    }
+
+    fn remove(&self, ds: u16, obj: u32) -> farmem_objects::Result<()> {
+        self.inner.remove(ds, obj)
+    }
+}
+
+#[test]
+fn a_failed_write_back_keeps_only_that_object_local_and_loses_nothing() {
+    let backend = std::sync::Arc::new(RejectsOneObject {
+        inner: farmem_objects::InProcessBackend::new(64 << 20),
+        rejected: std::sync::atomic::AtomicU32::new(u32::MAX),
+    });
+    let fm = FarMemory::new(cfg(8), backend.clone()).unwrap();
+    let mut a = fm.array::<u64>(128 * 400).unwrap();
+    // Chunk 3's write-backs fail from now on (its creation went through).
+    backend
+        .rejected
+        .store(3, std::sync::atomic::Ordering::Relaxed);
+    let mut s = fm.scope();
+    let src: Vec<u64> = (0..128 * 400).map(|i| i * 7 + 1).collect();
+    a.write_slice(0, &src, &mut s).unwrap();
+    assert_eq!(a.to_vec(&mut s).unwrap(), src, "nothing lost");
+    let m = fm.metrics();
+    assert!(m.writeback_errors > 0, "{m:?}");
+    assert!(
+        m.bytes_written_back >= 50 * 1024,
+        "the other chunks were written back: {m:?}"
+    );
+    let e = fm.take_error().expect("the failure is reported");
+    assert!(e.context().contains("object 3"), "{e}");
+}
