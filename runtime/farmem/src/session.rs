@@ -142,21 +142,22 @@ impl SessionConfig {
         Ok(())
     }
 
-    /// The far-memory configuration this session config implies.
+    /// The far-memory configuration this session config implies: the DataFrame's choices for
+    /// this budget ([`FarStorage::config_for`]: chunk, region and prefetch sizes) with the
+    /// session's chunk size, evacuator threads and allocation wait, and far capacity reserved
+    /// when a container grows (so a full server is `OutOfFarMemory` at creation, not at a later
+    /// write-back) — containers made from a session are general-purpose.
     pub fn far_config(&self) -> Result<Config> {
-        let base = FarStorage::config_for(self.local_bytes)?;
-        let chunk = if self.chunk_bytes == 0 {
-            base.chunk_bytes
-        } else {
-            self.chunk_bytes
-        };
-        Config::builder()
-            .local_bytes(self.local_bytes)
-            .chunk_bytes(chunk)
-            .region_bytes(base.region_bytes.max(chunk * 4))
-            .evacuator_threads(self.evacuator_threads)
-            .alloc_wait(self.alloc_wait)
-            .build()
+        let mut c = FarStorage::config_for(self.local_bytes)?;
+        if self.chunk_bytes != 0 {
+            c.chunk_bytes = self.chunk_bytes;
+            c.region_bytes = c.region_bytes.max(self.chunk_bytes * 4);
+        }
+        c.evacuator_threads = self.evacuator_threads;
+        c.alloc_wait = self.alloc_wait;
+        c.reserve_far_on_grow = true;
+        c.validate()?;
+        Ok(c)
     }
 }
 
