@@ -36,11 +36,18 @@
 //!   (the far-memory read target is "within 1.5× of raw TCP"), and a pipelining thread finds
 //!   most responses already completed by its own reads. Leaving, the leader wakes one queued
 //!   follower. The socket has a short read timeout (the *tick*), so a leader notices its own
-//!   deadline, and [`FrameAssembler`] keeps partial frames across ticks and across leaders.
+//!   deadline, and [`FrameAssembler`] keeps partial frames across ticks and across leaders. The
+//!   rest of a large body is read with `MSG_WAITALL`: the leader wakes once when the body is in,
+//!   not once per arriving segment (a tick still ends the wait, keeping what arrived).
 //! - **ResponseSlot** (`Mutex`): the result once it lands, the waiter's
 //!   `farmem_sched::park::Unparker`, and whether it is queued as a follower.
 //!   Waiters park with `farmem_sched::park::park_timeout`, so on a green thread only that green
 //!   thread blocks; followers park at most one tick, so a lost hand-off costs a tick, never a hang.
+//!
+//! - **BodyPool**: large response bodies are received in place into pooled vectors
+//!   ([`crate::inbound`]); [`PendingResponse::wait_frame`] hands the body over undecoded as a
+//!   [`ResponseFrame`], which the caller decodes in place (a read's objects are copied once,
+//!   from the body to their destination) and which gives the vector back when dropped.
 //!
 //! Failure: any read or write error, end of stream or protocol violation marks the connection
 //! dead and fails every pending slot with [`ErrorKind::Disconnected`] (or the protocol error)
@@ -53,8 +60,9 @@
 
 use std::collections::HashMap;
 use std::collections::VecDeque;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
@@ -62,12 +70,13 @@ use std::time::{Duration, Instant};
 use farmem_error::{Error, ErrorKind, Result};
 use farmem_sched::park::{current_unparker, park_timeout, Unparker};
 
+use crate::body_pool::BodyPool;
 use crate::frame::{
     push_frame_with, read_frame, Frame, CONNECTION_REQUEST_ID, HEADER_LEN, PROTOCOL_VERSION,
 };
 use crate::handshake::{Hello, HelloReply, HANDSHAKE_REQUEST_ID};
 use crate::inbound::{Fill, FrameAssembler};
-use crate::message::{ErrorReply, Request, Response};
+use crate::message::{object_spans, ErrorReply, ObjectSpans, Request, Response};
 use crate::opcode::Opcode;
 
 /// Largest outbox buffer kept between rounds; a bigger one (after a huge write) is released.
@@ -160,6 +169,8 @@ struct Shared {
     next_id: AtomicU64,
     pending: Mutex<PendingTable>,
     outbox: Mutex<Outbox>,
+    /// Where large response bodies come from and go back to.
+    bodies: Arc<BodyPool>,
 }
 
 impl Shared {
@@ -307,7 +318,7 @@ impl Shared {
     /// Returns whether any bytes arrived (`false`: the read timed out or would block).
     fn read_some(&self, read: &mut ReadSide) -> Result<bool> {
         let ReadSide { stream, assembler } = read;
-        match assembler.fill_from(stream) {
+        match assembler.fill_with(|buf, rest_of_body| receive(stream, buf, rest_of_body)) {
             Ok(Fill::Idle) => return Ok(false),
             Ok(Fill::Bytes(_)) => {}
             Err(e) => {
@@ -373,6 +384,31 @@ impl Shared {
     }
 }
 
+/// One `recv` from `stream` into `buf`. For the rest of a large body (`whole`) it passes
+/// `MSG_WAITALL`, so the leader sleeps until the whole body is in (one wake-up per response, not
+/// one per segment that arrives); the socket's read timeout (the tick) still ends the wait, with
+/// the bytes received so far, and on a nonblocking socket it returns what is there.
+fn receive(stream: &TcpStream, buf: &mut [u8], whole: bool) -> std::io::Result<usize> {
+    if !whole {
+        return (&mut &*stream).read(buf);
+    }
+    // SAFETY: `buf` is a valid, writable allocation of `buf.len()` bytes for the whole call, and
+    // the fd is open (borrowed from `stream`, which outlives the call); recv writes at most
+    // `buf.len()` bytes into it and touches no other memory.
+    let n = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_WAITALL,
+        )
+    };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
 /// A request in flight; [`PendingResponse::wait`] parks until its response lands.
 pub struct PendingResponse {
     shared: Arc<Shared>,
@@ -389,8 +425,15 @@ impl PendingResponse {
     }
 
     /// Parks the calling (green or OS) thread until the response arrives, the connection dies
-    /// ([`ErrorKind::Disconnected`]) or the request timeout passes ([`ErrorKind::Timeout`]).
-    pub fn wait(mut self) -> Result<Response> {
+    /// ([`ErrorKind::Disconnected`]) or the request timeout passes ([`ErrorKind::Timeout`]),
+    /// and decodes it into an owned [`Response`].
+    pub fn wait(self) -> Result<Response> {
+        self.wait_frame()?.decode()
+    }
+
+    /// [`wait`](Self::wait), but returns the ok response undecoded, as received, for decoding
+    /// in place (an error reply is still an `Err` of its kind).
+    pub fn wait_frame(mut self) -> Result<ResponseFrame> {
         let shared = Arc::clone(&self.shared);
         let deadline = Instant::now() + shared.request_timeout;
         let frame = loop {
@@ -441,11 +484,71 @@ impl PendingResponse {
             }
         };
         self.done = true;
-        let frame = frame?;
-        if frame.header.is_error() {
-            return Err(ErrorReply::decode(&frame.body)?.into_error(self.shared.peer));
+        let frame = ResponseFrame {
+            opcode: self.opcode,
+            body: frame?.body_if_ok(self.shared.peer)?,
+            pool: Arc::clone(&self.shared.bodies),
+        };
+        Ok(frame)
+    }
+}
+
+impl Frame {
+    /// The body of an ok response; an error reply becomes its `Err`.
+    fn body_if_ok(self, peer: SocketAddr) -> Result<Vec<u8>> {
+        if self.header.is_error() {
+            return Err(ErrorReply::decode(&self.body)?.into_error(peer));
         }
-        Response::decode(self.opcode, &frame.body)
+        Ok(self.body)
+    }
+}
+
+/// An ok response as received, before decoding: [`decode`](Self::decode) it into an owned
+/// [`Response`], or locate a read's objects in [`body`](Self::body) with
+/// [`object_spans`](Self::object_spans) and copy each one straight to where it belongs. Dropping
+/// it gives the body back to its connection's pool.
+pub struct ResponseFrame {
+    opcode: Opcode,
+    body: Vec<u8>,
+    pool: Arc<BodyPool>,
+}
+
+impl ResponseFrame {
+    /// The opcode of the request this answers.
+    pub fn opcode(&self) -> Opcode {
+        self.opcode
+    }
+
+    /// The response body (layout: [`crate::message`]).
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// Decodes the body into an owned [`Response`] (copying any object bytes).
+    pub fn decode(&self) -> Result<Response> {
+        Response::decode(self.opcode, &self.body)
+    }
+
+    /// Where each object of a read (one entry) or read-batch (one per object asked for) answer
+    /// lies in [`body`](Self::body), `None` for a missing object; see
+    /// [`object_spans`](crate::message::object_spans).
+    pub fn object_spans(&self) -> Result<ObjectSpans> {
+        object_spans(self.opcode, &self.body)
+    }
+}
+
+impl Drop for ResponseFrame {
+    fn drop(&mut self) {
+        self.pool.give(std::mem::take(&mut self.body));
+    }
+}
+
+impl std::fmt::Debug for ResponseFrame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFrame")
+            .field("opcode", &self.opcode)
+            .field("body_len", &self.body.len())
+            .finish()
     }
 }
 
@@ -527,11 +630,12 @@ impl Connection {
         stream
             .set_write_timeout(Some(tick.min(WRITE_STALL)))
             .map_err(io)?;
+        let bodies = Arc::new(BodyPool::new());
         let shared = Arc::new(Shared {
             stream,
             reader: Mutex::new(ReadSide {
                 stream: read_half,
-                assembler: FrameAssembler::new(max_body),
+                assembler: FrameAssembler::with_pool(max_body, Arc::clone(&bodies)),
             }),
             followers: Mutex::new(VecDeque::new()),
             tick,
@@ -547,6 +651,7 @@ impl Connection {
                 buf: Vec::new(),
                 writing: false,
             }),
+            bodies,
         });
         Ok(Connection { shared })
     }

@@ -57,6 +57,7 @@
 //! others with `farmem_sched::park` (green-thread ready). When the server dies every pending
 //! and later request fails with [`ErrorKind::Disconnected`]. See [`connection`] for the design.
 
+pub mod body_pool;
 pub mod client;
 pub mod compute;
 pub mod connection;
@@ -69,8 +70,8 @@ pub mod opcode;
 pub mod wire;
 
 pub use client::{Client, ClientConfig};
-pub use connection::{Connection, ConnectionConfig, PendingResponse};
+pub use connection::{Connection, ConnectionConfig, PendingResponse, ResponseFrame};
 pub use farmem_error::{Error, ErrorKind, Result};
 pub use frame::{Frame, FrameHeader, DEFAULT_MAX_BODY, HEADER_LEN, MAGIC, PROTOCOL_VERSION};
-pub use message::{DsId, ErrorReply, ObjectId, Request, Response, ServerStats};
+pub use message::{DsId, ErrorReply, ObjectId, ObjectSpans, Request, Response, ServerStats};
 pub use opcode::Opcode;

@@ -20,7 +20,11 @@
 //! A body must decode completely (no trailing bytes); a count is checked against the bytes left
 //! before anything is reserved. Requests borrow their byte strings from the frame body, so the
 //! server copies object data once (into its store) and the client encodes straight from the
-//! caller's slice into the connection's write buffer.
+//! caller's slice into the connection's write buffer. On the read path the client need not own
+//! each object either: [`object_spans`] locates the objects of a read or read-batch response in
+//! its body, so a caller copies each one once, from the received body into its destination.
+
+use std::ops::Range;
 
 use farmem_error::{Error, ErrorKind, Result};
 
@@ -258,14 +262,54 @@ pub fn encode_object(out: &mut Vec<u8>, data: Option<&[u8]>) {
 }
 
 fn decode_object(r: &mut BodyReader<'_>) -> Result<Option<Vec<u8>>> {
+    Ok(decode_object_ref(r)?.map(<[u8]>::to_vec))
+}
+
+fn decode_object_ref<'a>(r: &mut BodyReader<'a>) -> Result<Option<&'a [u8]>> {
     match r.u8("found")? {
         0 => Ok(None),
-        1 => Ok(Some(r.bytes("data")?.to_vec())),
+        1 => Ok(Some(r.bytes("data")?)),
         other => Err(Error::new(
             ErrorKind::Protocol,
             format!("read response found flag is {other}, expected 0 or 1"),
         )),
     }
+}
+
+/// Where each object of a read or read-batch answer lies in its body (`None`: missing object).
+pub type ObjectSpans = Vec<Option<Range<usize>>>;
+
+/// Where the objects of the ok-response `body` of a `read` (one entry) or `read-batch` (one per
+/// object asked for, in order) lie in `body`: `Some(range)` for an object, `None` for a missing
+/// one. The same checks as [`Response::decode`] apply (no trailing bytes, counts bounded by the
+/// body), but nothing is copied. Any other opcode is an [`ErrorKind::Protocol`] error.
+pub fn object_spans(op: Opcode, body: &[u8]) -> Result<ObjectSpans> {
+    fn span(r: &mut BodyReader<'_>) -> Result<Option<Range<usize>>> {
+        Ok(decode_object_ref(r)?.map(|data| r.offset() - data.len()..r.offset()))
+    }
+    let mut r = BodyReader::new(body, op.name());
+    let spans = match op {
+        Opcode::Read => vec![span(&mut r)?],
+        Opcode::ReadBatch => {
+            let n = r.count("objects", 1)?;
+            let mut list = Vec::with_capacity(n);
+            for _ in 0..n {
+                list.push(span(&mut r)?);
+            }
+            list
+        }
+        other => {
+            return Err(Error::new(
+                ErrorKind::Protocol,
+                format!(
+                    "a {} response carries no objects (only read and read-batch do)",
+                    other.name()
+                ),
+            ))
+        }
+    };
+    r.finish()?;
+    Ok(spans)
 }
 
 impl Response {

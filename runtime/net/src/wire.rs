@@ -88,6 +88,11 @@ impl<'a> BodyReader<'a> {
         Ok(s)
     }
 
+    /// Bytes consumed so far (the offset of the next field in the body).
+    pub fn offset(&self) -> usize {
+        self.pos
+    }
+
     /// Reads one byte.
     pub fn u8(&mut self, field: &str) -> Result<u8> {
         Ok(self.take(1, field)?[0])

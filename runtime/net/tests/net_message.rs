@@ -2,6 +2,7 @@
 //! protocol errors (never a panic, never a huge allocation).
 
 use farmem_net::handshake::{Hello, HelloReply};
+use farmem_net::message::object_spans;
 use farmem_net::{ErrorKind, ErrorReply, Opcode, Request, Response, ServerStats};
 use proptest::prelude::*;
 
@@ -127,10 +128,43 @@ proptest! {
     }
 
     #[test]
+    fn object_spans_locate_what_decode_copies((op, resp) in response()) {
+        let mut body = Vec::new();
+        resp.encode(&mut body);
+        let owned: Option<Vec<Option<Vec<u8>>>> = match resp {
+            Response::Object(o) => Some(vec![o]),
+            Response::Objects(list) => Some(list),
+            _ => None,
+        };
+        match owned {
+            Some(list) => {
+                let spans = object_spans(op, &body).unwrap();
+                let located: Vec<Option<Vec<u8>>> =
+                    spans.into_iter().map(|s| s.map(|r| body[r].to_vec())).collect();
+                prop_assert_eq!(located, list);
+                for cut in 0..body.len() {
+                    prop_assert_eq!(
+                        object_spans(op, &body[..cut]).map_err(|e| e.kind()),
+                        Err(ErrorKind::Protocol)
+                    );
+                }
+                body.push(0);
+                prop_assert_eq!(object_spans(op, &body).map_err(|e| e.kind()), Err(ErrorKind::Protocol));
+            }
+            None => prop_assert_eq!(
+                object_spans(op, &body).map_err(|e| e.kind()),
+                Err(ErrorKind::Protocol),
+                "only read and read-batch responses carry objects"
+            ),
+        }
+    }
+
+    #[test]
     fn garbage_bodies_never_panic(op in 2u8..=11, body in proptest::collection::vec(any::<u8>(), 0..64)) {
         let op = Opcode::from_u8(op).unwrap();
         let _ = Request::decode(op, &body);
         let _ = Response::decode(op, &body);
+        let _ = object_spans(op, &body);
         let _ = ErrorReply::decode(&body);
     }
 }

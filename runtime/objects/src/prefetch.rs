@@ -12,19 +12,41 @@
 //! one) falls below three quarters of the depth, the detector asks for everything up to a full
 //! depth at once.
 //!
-//! The prefetch thread is a pipeline. Each round it drains the queue, claims each chunk (busy
-//! lock and local space), issues each run of claimed chunks of one container through
-//! [`Backend::issue_read_batch`](crate::Backend::issue_read_batch) (a pipelined client sends a
-//! run as one batch-read frame, so a scan pays one request's overhead per run, not per chunk),
-//! and then lands only the oldest read in flight (waits for it and publishes the word present
-//! with `PREFETCHED`) before looking at the queue again: new runs go out while older ones are
-//! still on the wire. At shutdown, reads still in flight give their words back remote. It takes
+//! The depth is the larger of the configured `prefetch_depth` (in chunks) and a lead *in bytes*,
+//! [`MIN_LEAD_BYTES`] (capped at 1/8 of local memory), divided by the container's chunk size: a
+//! scan streams about one lead per round trip, so what hides the round trip is the lead's bytes,
+//! not its chunk count, and small chunks need proportionally more of them (4 KiB chunks get up
+//! to a 256-chunk lead, refilled about 64 chunks = 256 KiB per batch frame). The detector learns its
+//! container's lead in chunks from the prefetch thread, which sees the container's chunk size
+//! on its first request (the first refill of a run uses the configured depth alone).
+//!
+//! Prefetching is a pipeline of two threads. The *issuer* (the prefetch thread) drains the
+//! queue, claims each chunk (busy lock and local space) and issues each run of claimed chunks of
+//! one container through [`Backend::issue_read_batch`](crate::Backend::issue_read_batch) (a
+//! pipelined client sends a run as one batch-read frame, so a scan pays one request's overhead
+//! per run, not per chunk); it hands each read on the wire to the *lander* over a channel and
+//! goes back to the queue at once. The lander waits for the reads in issue order and publishes
+//! each word present with `PREFETCHED`. So a refill goes out as soon as it is queued, never
+//! behind the wait for an older response (with one thread doing both, a scan ran past requests
+//! still queued: about a tenth of its chunks became synchronous misses). At most
+//! `MAX_IN_FLIGHT` reads are on the wire; at shutdown, reads still in flight give their words
+//! back remote. It takes
 //! local memory only above the hard floor and drops requests when the queue is full: prefetching
-//! never makes a mutator wait.
+//! never makes a mutator wait. When local memory is at the floor, the requests it could not
+//! place are *deferred*, not dropped, because a dropped request of a running scan is a
+//! synchronous miss a few chunks later. Deferred requests are retried first, but only once more
+//! than one region above the floor is free again: a mutator waiting for memory takes the first
+//! region the evacuator frees, so retries never starve it. At most [`MAX_DEFERRED`] wait, and a
+//! request for a chunk the scan has already passed (behind the detector's last access in the
+//! run's direction) is dropped, deferred or not.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::mpsc::{channel, Receiver};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use farmem_error::Error;
 
 use crate::backend::PendingRead;
 use crate::log::Allocation;
@@ -36,11 +58,26 @@ use crate::pointer::{self, LocalAddr, RemoteId, BUSY, PREFETCHED};
 /// Equal strides in a row before the prefetcher starts.
 const RUN_TO_TRIGGER: u32 = 2;
 
-/// Most chunks one batch read carries. A batch lands all at once, so a very long one would make
-/// the scan wait for its last chunk before it may use the first; 32 (a default-depth refill is
-/// about half that) keeps that wait short while cutting the per-request overhead by the run
-/// length (the backend also splits to the frame bound).
-const MAX_BATCH_OBJECTS: usize = 32;
+/// The smallest prefetch lead in bytes (see the module note), capped at
+/// [`LEAD_LOCAL_FRACTION`] of local memory. 1 MiB is chosen by `farmem-bench scan` over TCP at
+/// 10% local memory with 4 KiB chunks: a 256 KiB lead (the old depth 64) spends one round trip
+/// and two wake-ups per 64 KiB; 1 MiB per 256 KiB, with the lead still a few percent of any
+/// sensible local budget.
+pub(crate) const MIN_LEAD_BYTES: usize = 1 << 20;
+/// The byte lead never exceeds local memory divided by this, so prefetched chunks do not push
+/// out the ones a scan is about to use.
+pub(crate) const LEAD_LOCAL_FRACTION: usize = 8;
+
+/// The byte lead of a far-memory instance with `local_bytes` of local memory, in bytes.
+pub(crate) fn lead_bytes(local_bytes: usize) -> usize {
+    MIN_LEAD_BYTES.min(local_bytes / LEAD_LOCAL_FRACTION)
+}
+
+/// Most bytes one batch read carries. A batch lands all at once, so a very long one would make
+/// the scan wait for its last chunk before it may use the first; 256 KiB keeps that wait to one
+/// 256 KiB transfer while cutting the per-request overhead (a round trip, a wake-up on each side)
+/// to one per 64 default-size chunks (the backend also splits to the frame bound).
+const MAX_BATCH_BYTES: usize = 256 << 10;
 
 /// A per-container stride detector.
 #[derive(Debug, Default)]
@@ -50,14 +87,40 @@ pub(crate) struct StrideDetector {
     run: AtomicU32,
     /// Furthest object already requested (for positive strides).
     ahead: AtomicU64,
+    /// The byte lead in this container's objects (0 until the prefetch thread has seen one).
+    lead_objects: AtomicU32,
 }
 
 impl StrideDetector {
+    /// Records that this container's objects are `object_bytes` long, so its lead in chunks is
+    /// `lead_bytes / object_bytes` from now on (the prefetch thread calls it per request).
+    pub(crate) fn learn_lead(&self, lead_bytes: usize, object_bytes: usize) {
+        let chunks = (lead_bytes / object_bytes.max(1)).min(u32::MAX as usize) as u32;
+        if self.lead_objects.load(Relaxed) != chunks {
+            self.lead_objects.store(chunks, Relaxed);
+        }
+    }
+
+    /// Whether the run has already passed `obj` (it lies behind the last access in the stride's
+    /// direction), so prefetching it would fetch a chunk nobody is about to use.
+    pub(crate) fn has_passed(&self, obj: u32) -> bool {
+        let last = self.last.load(Relaxed);
+        let obj = u64::from(obj);
+        match self.stride.load(Relaxed) {
+            s if s > 0 => obj < last,
+            s if s < 0 => obj > last,
+            _ => false,
+        }
+    }
+
     /// Records an access to `obj` and returns the objects to prefetch, if a stride run holds.
+    /// `depth` is the configured depth in chunks (0 disables prefetching); the learned byte lead
+    /// deepens it.
     pub(crate) fn observe(&self, obj: u32, depth: usize, out: &mut Vec<u32>) {
         if depth == 0 {
             return;
         }
+        let depth = depth.max(self.lead_objects.load(Relaxed) as usize);
         let obj = u64::from(obj);
         let last = self.last.swap(obj, Relaxed);
         let s = obj as i64 - last as i64;
@@ -119,52 +182,149 @@ struct InFlight {
     pending: PendingRead,
 }
 
+// SAFETY: the only non-`Send` field is `alloc`, whose pointers address a reservation in the
+// local log of `Inner`, which both prefetch threads keep alive (`Arc`) until they are joined.
+// The reservation belongs to this `InFlight` alone until `land` or `give_back` finishes it, so
+// moving the `InFlight` from the issuer to the lander moves that exclusive ownership with it.
+unsafe impl Send for InFlight {}
+
 /// Most chunks in flight at once; the thread stops taking requests until the oldest land.
 const MAX_IN_FLIGHT: usize = 1024;
 
-/// The prefetch thread's body: a pipeline. Each round it issues whatever is queued (in batch
-/// reads), then lands only the *oldest* read in flight before looking at the queue again, so new
-/// requests go out while older ones are still on the wire and the scan's lead never drains to
-/// zero between rounds.
+/// How long the issuer waits before retrying requests that wait for local memory.
+const DEFERRED_WAIT: Duration = Duration::from_micros(200);
+/// How long the issuer waits for requests while a run is active (it issued within
+/// [`IDLE_AFTER`]): the bound on a lost wake-up.
+const ACTIVE_WAIT: Duration = Duration::from_millis(2);
+/// How long the issuer waits for requests once idle.
+const IDLE_WAIT: Duration = Duration::from_millis(20);
+/// No issue for this long and the issuer counts as idle.
+const IDLE_AFTER: Duration = Duration::from_millis(50);
+
+/// Most requests kept waiting for local memory; later ones are dropped.
+const MAX_DEFERRED: usize = 1024;
+
+/// The prefetch thread's body: the *issuer* half of a two-thread pipeline. It claims and sends
+/// whatever is queued (in batch reads) and hands each read on the wire to the *lander* thread it
+/// starts ([`land_loop`]), which waits for the reads in order and publishes them. The issuer
+/// never waits for a response, so a refill goes out as soon as the mutator queues it, however
+/// long the oldest read takes.
 pub(crate) fn run(inner: Arc<Inner>) {
     let slot = inner.log.prefetch_slot();
-    let mut inflight: VecDeque<InFlight> = VecDeque::new();
+    let lead = lead_bytes(inner.config.local_bytes);
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let (to_lander, landings) = channel::<Vec<InFlight>>();
+    let lander = {
+        let inner = Arc::clone(&inner);
+        let in_flight = Arc::clone(&in_flight);
+        std::thread::Builder::new()
+            .name("farmem-landing".into())
+            .spawn(move || land_loop(&inner, &landings, &in_flight))
+    };
+    let lander = match lander {
+        Ok(h) => h,
+        Err(e) => {
+            inner.latch_error(Error::io("spawning the prefetch landing thread", e));
+            return;
+        }
+    };
+    let mut issued: VecDeque<InFlight> = VecDeque::new();
+    // Requests that found local memory at the floor, oldest first: retried before new ones.
+    let mut deferred: Vec<PrefetchRequest> = Vec::new();
+    let mut last_issue = Instant::now();
     while !inner.is_shut_down() {
-        let batch = if inflight.len() < MAX_IN_FLIGHT {
+        let mut batch = if in_flight.load(Relaxed) < MAX_IN_FLIGHT {
             inner.take_prefetches()
         } else {
             Vec::new()
         };
-        if batch.is_empty() && inflight.is_empty() {
-            inner
-                .prefetch_signal
-                .wait(std::time::Duration::from_millis(20));
+        // Retry deferred requests only with room to spare above the floor: the first region the
+        // evacuator frees belongs to a mutator that may be waiting for it.
+        if !deferred.is_empty() && inner.log.free_regions() > inner.log.floor_regions + 1 {
+            deferred.append(&mut batch);
+            batch = std::mem::take(&mut deferred);
+        }
+        if batch.is_empty() {
+            // A notify between the take above and this wait is missed (the signal counts from
+            // the wait on), so while a run is active the wait is short: a lost wake-up (rare:
+            // the window is a few instructions) costs part of the lead, not a stalled scan.
+            // Deferred requests are retried at the shortest interval: the evacuator frees
+            // regions without signalling.
+            let wait = if !deferred.is_empty() {
+                DEFERRED_WAIT
+            } else if last_issue.elapsed() < IDLE_AFTER {
+                ACTIVE_WAIT
+            } else {
+                IDLE_WAIT
+            };
+            inner.prefetch_signal.wait(wait);
             continue;
         }
-        issue(&inner, slot, batch, &mut inflight);
-        if let Some(f) = inflight.pop_front() {
-            land(&inner, f);
+        issue(&inner, slot, lead, batch, &mut issued, &mut deferred);
+        if issued.is_empty() {
+            continue;
+        }
+        last_issue = Instant::now();
+        // One message per round, not per chunk: the lander wakes once per batch at most.
+        in_flight.fetch_add(issued.len(), Relaxed);
+        if let Err(back) = to_lander.send(issued.drain(..).collect()) {
+            // The lander is gone (it panicked): nobody will wait for these reads.
+            in_flight.fetch_sub(back.0.len(), Relaxed);
+            for f in back.0 {
+                give_back(&inner, f);
+            }
         }
     }
-    // Shutting down: give every chunk still on the wire back to its remote word.
-    for f in inflight {
-        if let Some(word) = f.table.word(f.obj) {
-            word.publish(f.remote);
-        }
-        inner.log.finish(&f.alloc);
+    drop(deferred);
+    // The lander gives back every read still queued once it sees the channel closed.
+    drop(to_lander);
+    if lander.join().is_err() {
+        inner.latch_error(Error::internal("the prefetch landing thread panicked"));
     }
+}
+
+/// The lander thread: waits for each issued read in order (the order a connection answers in)
+/// and publishes it; at shutdown it gives the words of reads still on the wire back remote.
+/// Returns once the issuer has dropped its sender and every read is landed or given back.
+fn land_loop(inner: &Inner, landings: &Receiver<Vec<InFlight>>, in_flight: &AtomicUsize) {
+    while let Ok(round) = landings.recv() {
+        for f in round {
+            if inner.is_shut_down() {
+                give_back(inner, f);
+            } else {
+                land(inner, f);
+            }
+            in_flight.fetch_sub(1, Relaxed);
+        }
+    }
+}
+
+/// Publishes the remote word of a read nobody will land and releases its local space.
+fn give_back(inner: &Inner, f: InFlight) {
+    if let Some(word) = f.table.word(f.obj) {
+        word.publish(f.remote);
+    }
+    inner.log.finish(&f.alloc);
 }
 
 /// Claims each requested chunk (busy lock and local space), then issues each run of claimed
 /// chunks of one container as one batch read (one request's overhead per run, not per chunk).
+/// Requests that find local memory at the floor go to `deferred`, in order.
 fn issue(
     inner: &Inner,
     slot: usize,
+    lead: usize,
     batch: Vec<PrefetchRequest>,
     inflight: &mut VecDeque<InFlight>,
+    deferred: &mut Vec<PrefetchRequest>,
 ) {
     let mut claimed = Vec::with_capacity(batch.len());
-    for req in batch {
+    let mut requests = batch.into_iter();
+    while let Some(req) = requests.next() {
+        req.table.stride.learn_lead(lead, req.table.object_bytes);
+        if req.table.stride.has_passed(req.obj) {
+            continue;
+        }
         let Some(word) = req.table.word(req.obj) else {
             continue;
         };
@@ -178,6 +338,8 @@ fn issue(
         let id = RemoteId::from_bits(w);
         let Some(alloc) = inner.log.alloc(slot, id, false) else {
             word.publish(w);
+            let room = MAX_DEFERRED.saturating_sub(deferred.len());
+            deferred.extend(std::iter::once(req).chain(requests).take(room));
             break;
         };
         claimed.push((req, w, id, alloc));
@@ -185,12 +347,13 @@ fn issue(
     let mut rest = claimed.into_iter().peekable();
     while let Some(first) = rest.next() {
         let ds = first.2.ds();
+        let mut bytes = first.2.size();
         let mut run = vec![first];
-        while run.len() < MAX_BATCH_OBJECTS {
-            match rest.next_if(|c| c.2.ds() == ds) {
-                Some(c) => run.push(c),
-                None => break,
-            }
+        while let Some(c) =
+            rest.next_if(|c| c.2.ds() == ds && bytes + c.2.size() <= MAX_BATCH_BYTES)
+        {
+            bytes += c.2.size();
+            run.push(c);
         }
         let reads: Vec<(u32, usize)> = run.iter().map(|c| (c.2.obj(), c.2.size())).collect();
         match inner.backend.issue_read_batch(ds, &reads) {
@@ -291,5 +454,103 @@ mod tests {
         out.clear();
         d.observe(7, 0, &mut out);
         assert!(out.is_empty(), "depth 0 disables");
+    }
+
+    #[test]
+    fn a_learned_byte_lead_deepens_small_chunks_only() {
+        // 4 KiB chunks under a 64 KiB lead: 16 chunks beat a configured depth of 4.
+        let d = StrideDetector::default();
+        d.learn_lead(64 << 10, 4096);
+        let mut out = Vec::new();
+        for obj in 0..3 {
+            d.observe(obj, 4, &mut out);
+        }
+        assert_eq!(out, (3..=18).collect::<Vec<u32>>());
+        out.clear();
+        d.observe(3, 4, &mut out);
+        assert!(out.is_empty(), "lead 15 of 16 chunks: no refill yet");
+        d.observe(7, 4, &mut out);
+        assert!(out.is_empty(), "a new stride restarts the run");
+        // Chunks as large as the lead: the configured depth stays in force.
+        let d = StrideDetector::default();
+        d.learn_lead(64 << 10, 64 << 10);
+        out.clear();
+        for obj in 0..3 {
+            d.observe(obj, 4, &mut out);
+        }
+        assert_eq!(out, vec![3, 4, 5, 6]);
+        d.observe(9, 0, &mut out);
+        assert_eq!(out.len(), 4, "depth 0 still disables, whatever the lead");
+    }
+
+    #[test]
+    fn a_run_knows_which_chunks_it_has_passed() {
+        let d = StrideDetector::default();
+        assert!(!d.has_passed(5), "no run yet");
+        let mut out = Vec::new();
+        for obj in [10, 12, 14] {
+            d.observe(obj, 2, &mut out);
+        }
+        assert!(d.has_passed(13) && !d.has_passed(14) && !d.has_passed(16));
+        for obj in [30, 27, 24] {
+            d.observe(obj, 2, &mut out);
+        }
+        assert!(d.has_passed(25) && !d.has_passed(24) && !d.has_passed(3));
+    }
+
+    /// Scans at tight local memory (the prefetcher defers requests at the floor) while another
+    /// thread writes: every sum is right and no write runs out of local memory.
+    #[test]
+    fn scans_at_tight_local_memory_stay_correct_beside_a_writer() {
+        use crate::{Config, FarMemory};
+        let config = Config::builder()
+            .local_bytes(1 << 20)
+            .region_bytes(64 << 10)
+            .chunk_bytes(4096)
+            .prefetch_depth(16)
+            .build()
+            .unwrap();
+        let fm = FarMemory::in_process(config, 64 << 20).unwrap();
+        let n = (4 << 20) / 8;
+        let mut arr = fm.array::<u64>(n).unwrap();
+        let block: Vec<u64> = (0..4096).collect();
+        {
+            let mut s = fm.scope();
+            for start in (0..n).step_by(block.len()) {
+                arr.write_slice(start, &block, &mut s).unwrap();
+            }
+        }
+        let want = (n / block.len()) as u64 * (4096 * 4095 / 2);
+        let mut other = fm.array::<u64>(64 << 10).unwrap();
+        std::thread::scope(|t| {
+            t.spawn(|| {
+                for round in 0..4u64 {
+                    let mut s = fm.scope();
+                    for i in (0..other.len()).step_by(509) {
+                        s.renew();
+                        *other.get_mut(i, &s).unwrap() = round;
+                    }
+                }
+            });
+            for _ in 0..3 {
+                let mut s = fm.scope();
+                let mut sum = 0u64;
+                arr.for_each_chunk(&mut s, |_, xs| {
+                    sum = xs.iter().fold(sum, |a, &x| a.wrapping_add(x));
+                })
+                .unwrap();
+                assert_eq!(sum, want);
+            }
+        });
+        let m = fm.metrics();
+        assert!(m.prefetches_used <= m.prefetches_issued, "{m:?}");
+        assert!(fm.take_error().is_none());
+    }
+
+    #[test]
+    fn the_byte_lead_is_capped_by_local_memory() {
+        assert_eq!(lead_bytes(64 << 20), MIN_LEAD_BYTES);
+        assert_eq!(lead_bytes(1 << 20), (1 << 20) / LEAD_LOCAL_FRACTION);
+        assert_eq!(lead_bytes(0), 0);
     }
 }

@@ -60,6 +60,11 @@
 //! returns at once, so the prefetch thread keeps as many reads in flight as its batch holds;
 //! [`Backend::issue_read_batch`] sends a prefetch batch as one batch-read frame (split to the
 //! frame bound) whose response is collected once and shared by the batch's handles.
+//!
+//! Every read lands with one copy in this process: the client receives a large answer straight
+//! into a pooled body ([`farmem_net::ResponseFrame`]), and each object is copied from there into
+//! its destination (the object's local memory) after `object_spans` located it, never through
+//! an owned per-object vector.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -68,7 +73,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use farmem_error::{Error, ErrorKind, Result};
-use farmem_net::{Client, ClientConfig, Connection, DsId, PendingResponse, Request, Response};
+use farmem_net::{
+    Client, ClientConfig, Connection, DsId, ObjectSpans, PendingResponse, Request, Response,
+    ResponseFrame,
+};
 use farmem_sched::park::{current_unparker, park_timeout, Unparker};
 
 use crate::backend::{Backend, PendingRead, PendingReadInner, ReadRequest, WriteRequest};
@@ -255,14 +263,19 @@ impl TcpBackend {
         (i, &conns[i])
     }
 
-    /// Sends `req` and waits for its response (through the relay on a green thread).
-    fn call(&self, req: &Request<'_>) -> Result<Response> {
+    /// Sends `req` and waits for its response, undecoded (through the relay on a green thread).
+    fn call_frame(&self, req: &Request<'_>) -> Result<ResponseFrame> {
         let (i, conn) = self.pick();
         let pending = conn.submit(req)?;
         match self.relays.get(i) {
             Some(relay) if farmem_sched::in_green_thread() => relayed_wait(relay, pending),
-            _ => pending.wait(),
+            _ => pending.wait_frame(),
         }
+    }
+
+    /// Sends `req` and waits for its decoded response.
+    fn call(&self, req: &Request<'_>) -> Result<Response> {
+        self.call_frame(req)?.decode()
     }
 
     fn read_object(&self, ds: u16, obj: u32, buf: &mut [u8]) -> Result<()> {
@@ -273,10 +286,7 @@ impl TcpBackend {
             ds: self.server_ds(ds),
             object: u64::from(obj),
         };
-        match self.call(&req)? {
-            Response::Object(o) => copy_object(ds, obj, o, buf),
-            other => Err(unexpected("read", &other)),
-        }
+        copy_answer(ds, obj, &self.call_frame(&req)?, buf)
     }
 }
 
@@ -294,11 +304,18 @@ fn unexpected(op: &str, resp: &Response) -> Error {
     )
 }
 
+/// Copies the object of a read's answer straight from the received body into `buf`.
+fn copy_answer(ds: u16, obj: u32, answer: &ResponseFrame, buf: &mut [u8]) -> Result<()> {
+    let spans = answer.object_spans()?;
+    let found = spans.first().cloned().flatten();
+    copy_object(ds, obj, found.map(|r| &answer.body()[r]), buf)
+}
+
 /// Copies a read's answer into `buf`, checking the size as the in-process backend does.
-fn copy_object(ds: u16, obj: u32, found: Option<Vec<u8>>, buf: &mut [u8]) -> Result<()> {
+fn copy_object(ds: u16, obj: u32, found: Option<&[u8]>, buf: &mut [u8]) -> Result<()> {
     match found {
         Some(data) if data.len() == buf.len() => {
-            buf.copy_from_slice(&data);
+            buf.copy_from_slice(data);
             Ok(())
         }
         Some(data) => Err(Error::invalid(format!(
@@ -389,15 +406,13 @@ impl Backend for TcpBackend {
             );
         }
         for (p, &(a, b)) in pending.into_iter().zip(&groups) {
-            match p.wait() {
-                Ok(Response::Objects(list)) if list.len() == b - a => {
-                    for (r, o) in reqs[a..b].iter_mut().zip(list) {
-                        copy_object(r.ds, r.obj, o, r.buf)
-                            .map_err(|e| self.fail(e, "batch read"))?;
-                    }
-                }
-                Ok(other) => return Err(self.fail(unexpected("read-batch", &other), "batch read")),
-                Err(e) => return Err(self.fail(e, format!("batch read of {} objects", b - a))),
+            let answer = p
+                .wait_frame()
+                .map_err(|e| self.fail(e, format!("batch read of {} objects", b - a)))?;
+            let spans = batch_spans(&answer, b - a).map_err(|e| self.fail(e, "batch read"))?;
+            for (r, span) in reqs[a..b].iter_mut().zip(spans) {
+                copy_object(r.ds, r.obj, span.map(|s| &answer.body()[s]), r.buf)
+                    .map_err(|e| self.fail(e, "batch read"))?;
             }
         }
         Ok(())
@@ -626,11 +641,24 @@ impl PendingReadInner for InFlightRead {
         let target = &self.target;
         let ctx = |e: Error| target.error("prefetching", e);
         target.check_buf(buf)?;
-        match self.pending.wait().map_err(ctx)? {
-            Response::Object(o) => copy_object(target.ds, target.obj, o, buf).map_err(ctx),
-            other => Err(ctx(unexpected("read", &other))),
-        }
+        let answer = self.pending.wait_frame().map_err(ctx)?;
+        copy_answer(target.ds, target.obj, &answer, buf).map_err(ctx)
     }
+}
+
+/// Where the `expected` objects of a batch-read answer lie in its body.
+fn batch_spans(answer: &ResponseFrame, expected: usize) -> Result<ObjectSpans> {
+    let spans = answer.object_spans()?;
+    if spans.len() != expected {
+        return Err(Error::new(
+            ErrorKind::Protocol,
+            format!(
+                "the server answered a read-batch of {expected} objects with {}",
+                spans.len()
+            ),
+        ));
+    }
+    Ok(spans)
 }
 
 /// One batch-read frame on the wire, shared by the handles of its objects: the first handle
@@ -644,8 +672,10 @@ struct BatchLanding {
 struct LandingState {
     /// The response still to collect (`None` once collected).
     pending: Option<PendingResponse>,
-    /// The collected answer: one slot per object, taken by its handle.
-    landed: Option<Result<Vec<Option<Vec<u8>>>>>,
+    /// The collected answer as received, and where each object lies in it; each handle copies
+    /// its object from there straight into its destination. The body goes back to the
+    /// connection's pool when the last handle is done.
+    landed: Option<Result<(ResponseFrame, ObjectSpans)>>,
 }
 
 /// One object of a batch prefetch.
@@ -665,22 +695,23 @@ impl PendingReadInner for BatchedRead {
         let mut state = self.landing.state.lock().unwrap_or_else(|p| p.into_inner());
         if state.landed.is_none() {
             let landed = match state.pending.take() {
-                Some(p) => match p.wait() {
-                    Ok(Response::Objects(list)) if list.len() == self.landing.expected => Ok(list),
-                    Ok(other) => Err(unexpected("read-batch", &other)),
-                    Err(e) => Err(e),
-                },
+                Some(p) => p.wait_frame().and_then(|answer| {
+                    let spans = batch_spans(&answer, self.landing.expected)?;
+                    Ok((answer, spans))
+                }),
                 None => Err(Error::internal("a batch read was collected twice")),
             };
             state.landed = Some(landed);
         }
-        let found = match state.landed.as_mut() {
-            Some(Ok(list)) => list.get_mut(self.index).and_then(Option::take),
-            Some(Err(e)) => return Err(ctx(e.clone())),
-            None => return Err(ctx(Error::internal("a batch read landed nothing"))),
-        };
-        drop(state);
-        copy_object(target.ds, target.obj, found, buf).map_err(ctx)
+        match state.landed.as_ref() {
+            Some(Ok((answer, spans))) => {
+                let found = spans.get(self.index).cloned().flatten();
+                copy_object(target.ds, target.obj, found.map(|s| &answer.body()[s]), buf)
+                    .map_err(ctx)
+            }
+            Some(Err(e)) => Err(ctx(e.clone())),
+            None => Err(ctx(Error::internal("a batch read landed nothing"))),
+        }
     }
 }
 
@@ -690,7 +721,7 @@ struct RelaySlot {
 }
 
 struct RelayState {
-    result: Option<Result<Response>>,
+    result: Option<Result<ResponseFrame>>,
     waiter: Option<Unparker>,
 }
 
@@ -703,7 +734,7 @@ struct RelayJob {
 /// Exits when the backend (every sender) is gone.
 fn relay_loop(jobs: Receiver<RelayJob>) {
     while let Ok(job) = jobs.recv() {
-        let result = job.pending.wait();
+        let result = job.pending.wait_frame();
         let waiter = {
             let mut s = job.slot.state.lock().unwrap_or_else(|p| p.into_inner());
             s.result = Some(result);
@@ -716,7 +747,10 @@ fn relay_loop(jobs: Receiver<RelayJob>) {
 }
 
 /// Hands `pending` to the relay and parks the calling green thread until its response is in.
-fn relayed_wait(relay: &Mutex<Sender<RelayJob>>, pending: PendingResponse) -> Result<Response> {
+fn relayed_wait(
+    relay: &Mutex<Sender<RelayJob>>,
+    pending: PendingResponse,
+) -> Result<ResponseFrame> {
     let slot = Arc::new(RelaySlot {
         state: Mutex::new(RelayState {
             result: None,
@@ -730,7 +764,7 @@ fn relayed_wait(relay: &Mutex<Sender<RelayJob>>, pending: PendingResponse) -> Re
     let sent = relay.lock().unwrap_or_else(|p| p.into_inner()).send(job);
     if let Err(back) = sent {
         // The relay thread is gone (it cannot be while the backend lives, but never hang).
-        return back.0.pending.wait();
+        return back.0.pending.wait_frame();
     }
     loop {
         {
@@ -760,9 +794,9 @@ mod tests {
     #[test]
     fn copy_object_checks_size_and_presence() {
         let mut buf = [0u8; 4];
-        copy_object(1, 2, Some(vec![1, 2, 3, 4]), &mut buf).unwrap();
+        copy_object(1, 2, Some(&[1, 2, 3, 4]), &mut buf).unwrap();
         assert_eq!(buf, [1, 2, 3, 4]);
-        let e = copy_object(1, 2, Some(vec![1]), &mut buf).unwrap_err();
+        let e = copy_object(1, 2, Some(&[1]), &mut buf).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidArgument);
         assert!(e.context().contains("1 bytes"), "{e}");
         assert_eq!(

@@ -4,8 +4,13 @@
 //! Store
 //!  ├─ used: AtomicU64            bytes charged, never above capacity
 //!  └─ structures: RwLock<HashMap<DsId, Arc<DataStructure>>>
-//!        DataStructure { kind, objects: RwLock<Inner { destroyed, map: ObjectId -> Vec<u8> }> }
+//!        DataStructure { kind, objects: RwLock<Inner { destroyed, map: ObjectId -> Arc<[u8]> }> }
 //! ```
+//!
+//! An object's bytes never change once stored: a write replaces the object's `Arc`. So a reader
+//! may take shared handles under the read lock ([`Store::shared_objects`]) and send the bytes
+//! after releasing it, straight from the store to the socket, with no copy and without holding
+//! the lock while the socket blocks.
 //!
 //! Accounting: an object is charged `len + OBJECT_OVERHEAD_BYTES` (the overhead approximates
 //! the map entry and the vector header, so a flood of empty objects also fills the server).
@@ -50,7 +55,7 @@ struct DataStructure {
 
 struct DsInner {
     destroyed: bool,
-    objects: HashMap<ObjectId, Vec<u8>>,
+    objects: HashMap<ObjectId, Arc<[u8]>>,
 }
 
 /// The server's objects. Shared by every connection thread.
@@ -185,7 +190,7 @@ impl Store {
     ) -> Result<R> {
         let structure = self.ds(ds)?;
         let inner = read(&structure.inner);
-        Ok(f(inner.objects.get(&object).map(Vec::as_slice)))
+        Ok(f(inner.objects.get(&object).map(|v| &v[..])))
     }
 
     /// Calls `f` with each of `objects` of `ds` in order (`None` for absent ones), under one
@@ -200,9 +205,22 @@ impl Store {
         let structure = self.ds(ds)?;
         let inner = read(&structure.inner);
         for o in objects {
-            f(inner.objects.get(o).map(Vec::as_slice));
+            f(inner.objects.get(o).map(|v| &v[..]));
         }
         Ok(())
+    }
+
+    /// Shared handles of `objects` of `ds` in order (`None` for absent ones), taken under one
+    /// read lock so a batch sees one consistent state; the bytes are not copied and stay valid
+    /// after the lock is gone (a later write replaces the handle, never the bytes).
+    /// [`ErrorKind::NotFound`] if `ds` does not exist, even for an empty batch.
+    pub fn shared_objects(&self, ds: DsId, objects: &[ObjectId]) -> Result<Vec<Option<Arc<[u8]>>>> {
+        let structure = self.ds(ds)?;
+        let inner = read(&structure.inner);
+        Ok(objects
+            .iter()
+            .map(|o| inner.objects.get(o).cloned())
+            .collect())
     }
 
     /// Calls `f` for every object of `ds` under the structure's read lock (`f` must not call
@@ -282,16 +300,8 @@ impl Store {
             }
         })?;
         for (id, data) in objects {
-            match inner.objects.get_mut(id) {
-                Some(v) => {
-                    v.clear();
-                    v.extend_from_slice(data);
-                    v.shrink_to_fit();
-                }
-                None => {
-                    inner.objects.insert(*id, data.to_vec());
-                }
-            }
+            // Replaced, never changed in place: a reader may still be sending the old bytes.
+            inner.objects.insert(*id, Arc::from(*data));
         }
         self.release(shrink.saturating_sub(grow));
         self.objects.fetch_add(added, Ordering::Relaxed);

@@ -132,3 +132,66 @@ fn deep_pipeline_of_big_objects_without_waiting_does_not_deadlock() {
         .expect("client and server deadlocked on full socket buffers");
     assert_eq!(reads, 400);
 }
+
+/// Large read-batch answers (received in place into pooled bodies, `MSG_WAITALL`) interleave
+/// with small ones on one connection from several threads; each object is located in its body
+/// with `object_spans` and matches what was written, missing objects included.
+#[test]
+fn large_batch_answers_are_received_in_place_among_small_ones() {
+    let server = Server::start(ServerConfig::new("127.0.0.1:0", 256 << 20, TOKEN)).unwrap();
+    let client = Arc::new(
+        Client::connect(server.addr(), &ClientConfig::new(TOKEN).with_connections(1)).unwrap(),
+    );
+    let big = |object: u64| -> Vec<u8> {
+        // 4 KiB to 12 KiB objects, so a batch is tens to hundreds of KiB.
+        let n = 4096 + (object as usize % 3) * 4096;
+        (0..n).map(|k| (k as u64 * 31 + object) as u8).collect()
+    };
+    client.create_ds(1, 0).unwrap();
+    for object in 0..64u64 {
+        client.write(1, object, &big(object)).unwrap();
+    }
+    let threads: Vec<_> = (0..4u64)
+        .map(|t| {
+            let c = Arc::clone(&client);
+            std::thread::spawn(move || {
+                for round in 0..10 * scale() {
+                    // A batch of 4..=64 objects (one missing at the end), then small reads.
+                    let n = 4 + ((t * 13 + round * 7) % 61);
+                    let mut objects: Vec<u64> = (0..n).collect();
+                    objects.push(1000 + t);
+                    let batch = c
+                        .submit(&Request::ReadBatch {
+                            ds: 1,
+                            objects: objects.clone(),
+                        })
+                        .unwrap();
+                    let small: Vec<_> = (0..8u64)
+                        .map(|o| c.submit(&Request::Read { ds: 1, object: o }).unwrap())
+                        .collect();
+                    let answer = batch.wait_frame().unwrap();
+                    let spans = answer.object_spans().unwrap();
+                    assert_eq!(spans.len(), objects.len());
+                    for (o, span) in objects.iter().zip(&spans) {
+                        match span {
+                            Some(r) => assert_eq!(answer.body()[r.clone()], big(*o)[..]),
+                            None => assert!(*o >= 1000, "object {o} is missing"),
+                        }
+                    }
+                    assert!(spans.last().is_some_and(Option::is_none));
+                    drop(answer);
+                    for (o, p) in small.into_iter().enumerate() {
+                        assert_eq!(
+                            p.wait().unwrap(),
+                            Response::Object(Some(big(o as u64))),
+                            "thread {t} round {round} small read {o}"
+                        );
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
