@@ -259,6 +259,30 @@ mod tests {
         }
     }
 
+    /// Feeds `wire` to `a` through a `Trickle` of `chunk` bytes per read and returns every frame
+    /// assembled before the stream ends (which must read as `Disconnected`). The buffer never
+    /// holds more than the whole stream.
+    fn assemble_trickled(a: &mut FrameAssembler, wire: &[u8], chunk: usize) -> Vec<Frame> {
+        let mut src = Trickle {
+            data: wire,
+            chunk,
+            idle_next: false,
+        };
+        let mut got = Vec::new();
+        loop {
+            while let Some(f) = a.next_frame().unwrap() {
+                got.push(f);
+            }
+            match a.fill_from(&mut src) {
+                Ok(_) => assert!(a.buffered() <= wire.len()),
+                Err(e) => {
+                    assert_eq!(e.kind(), ErrorKind::Disconnected);
+                    return got;
+                }
+            }
+        }
+    }
+
     #[test]
     fn frames_survive_any_split_and_idle_ticks() {
         let mut wire = Vec::new();
@@ -270,25 +294,8 @@ mod tests {
         let big = vec![0xab; INITIAL_BYTES * 3];
         push_frame(&mut wire, 6, 1, 99, &big);
         for chunk in [1usize, 7, 20, 4096, 1 << 20] {
-            let mut src = Trickle {
-                data: &wire,
-                chunk,
-                idle_next: false,
-            };
             let mut a = FrameAssembler::new(1 << 20);
-            let mut got = Vec::new();
-            loop {
-                while let Some(f) = a.next_frame().unwrap() {
-                    got.push(f);
-                }
-                match a.fill_from(&mut src) {
-                    Ok(_) => {}
-                    Err(e) => {
-                        assert_eq!(e.kind(), ErrorKind::Disconnected);
-                        break;
-                    }
-                }
-            }
+            let got = assemble_trickled(&mut a, &wire, chunk);
             assert_eq!(got.len(), 51, "chunk {chunk}");
             for (i, f) in got.iter().take(50).enumerate() {
                 assert_eq!(f.header.request_id, i as u64);
@@ -322,25 +329,8 @@ mod tests {
             push_frame(&mut wire, 6, 1, i as u64, b);
         }
         for chunk in [1usize, 5, 999, 4096, 40_000, 1 << 20] {
-            let mut src = Trickle {
-                data: &wire,
-                chunk,
-                idle_next: false,
-            };
             let mut a = FrameAssembler::new(1 << 20);
-            let mut got = Vec::new();
-            loop {
-                while let Some(f) = a.next_frame().unwrap() {
-                    got.push(f);
-                }
-                match a.fill_from(&mut src) {
-                    Ok(_) => assert!(a.buffered() <= wire.len()),
-                    Err(e) => {
-                        assert_eq!(e.kind(), ErrorKind::Disconnected);
-                        break;
-                    }
-                }
-            }
+            let got = assemble_trickled(&mut a, &wire, chunk);
             assert_eq!(got.len(), bodies.len(), "chunk {chunk}");
             for (i, f) in got.iter().enumerate() {
                 assert_eq!(f.header.request_id, i as u64, "chunk {chunk}");

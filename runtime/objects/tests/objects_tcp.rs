@@ -3,38 +3,25 @@
 //! `OutOfFarMemory`, green threads fetch through the relay, batches round-trip.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use farmem_objects::{
     Backend, Config, ErrorKind, FarMemory, ReadRequest, TcpBackend, TcpBackendConfig, WriteRequest,
 };
-use farmem_server::{Server, ServerConfig, ServerHandle};
+use farmem_server::ServerHandle;
 use rand::{Rng, SeedableRng};
+
+mod common;
+
+use common::{small_local, start_server, tcp_backend};
 
 const TOKEN: &str = "objects-tcp-test";
 
 fn server(capacity: u64) -> ServerHandle {
-    Server::start(ServerConfig::new("127.0.0.1:0", capacity, TOKEN)).unwrap()
-}
-
-fn small_local() -> Config {
-    // 8 regions of 16 KiB = 128 KiB local, 1 KiB chunks.
-    Config::builder()
-        .local_bytes(8 * (16 << 10))
-        .region_bytes(16 << 10)
-        .chunk_bytes(1024)
-        .alloc_shards(2)
-        .prefetch_depth(4)
-        .alloc_wait(Duration::from_secs(2))
-        .grace_timeout(Duration::from_millis(50))
-        .build()
-        .unwrap()
+    start_server(capacity, TOKEN)
 }
 
 fn tcp(server: &ServerHandle) -> Arc<TcpBackend> {
-    let mut c = TcpBackendConfig::new(server.addr().to_string(), TOKEN);
-    c.request_timeout = Duration::from_secs(10);
-    Arc::new(TcpBackend::with_config(&c).unwrap())
+    tcp_backend(&server.addr().to_string(), TOKEN)
 }
 
 #[test]

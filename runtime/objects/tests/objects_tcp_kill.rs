@@ -14,29 +14,22 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use farmem_objects::{Config, ErrorKind, FarMemory, TcpBackend, TcpBackendConfig};
-use farmem_server::{Server, ServerConfig};
+use farmem_objects::{Config, ErrorKind, FarMemory, TcpBackend};
+
+mod common;
 
 const TOKEN: &str = "objects-tcp-kill";
 const WATCHDOG: Duration = Duration::from_secs(60);
 
 fn config() -> Config {
-    Config::builder()
-        .local_bytes(8 * (16 << 10))
-        .region_bytes(16 << 10)
-        .chunk_bytes(1024)
-        .alloc_shards(2)
-        .prefetch_depth(4)
+    common::small_local_builder()
         .alloc_wait(Duration::from_millis(500))
-        .grace_timeout(Duration::from_millis(50))
         .build()
         .unwrap()
 }
 
 fn backend(addr: &str) -> Arc<TcpBackend> {
-    let mut c = TcpBackendConfig::new(addr, TOKEN);
-    c.request_timeout = Duration::from_secs(10);
-    Arc::new(TcpBackend::with_config(&c).unwrap())
+    common::tcp_backend(addr, TOKEN)
 }
 
 /// Fills an array over `addr`, signals `ready`, waits for `killed`, then keeps reading until
@@ -91,7 +84,7 @@ fn watchdog<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
 
 #[test]
 fn embedded_server_shut_down_mid_run_gives_disconnected() {
-    let srv = Server::start(ServerConfig::new("127.0.0.1:0", 64 << 20, TOKEN)).unwrap();
+    let srv = common::start_server(64 << 20, TOKEN);
     let addr = srv.addr().to_string();
     let (ready_tx, ready_rx) = mpsc::channel();
     let (killed_tx, killed_rx) = mpsc::channel();

@@ -5,8 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use farmem_objects::{Backend, Config, ErrorKind, FarMemory, TcpBackend, TcpBackendConfig};
+use farmem_objects::{Backend, Config, ErrorKind, FarMemory, TcpBackend};
 use farmem_server::{Server, ServerConfig, ServerHandle};
+
+mod common;
 
 const TOKEN: &str = "objects-tcp-prefetch-test";
 
@@ -19,9 +21,7 @@ fn server(max_frame_body: Option<u32>) -> ServerHandle {
 }
 
 fn tcp(server: &ServerHandle) -> Arc<TcpBackend> {
-    let mut c = TcpBackendConfig::new(server.addr().to_string(), TOKEN);
-    c.request_timeout = Duration::from_secs(10);
-    Arc::new(TcpBackend::with_config(&c).unwrap())
+    common::tcp_backend(&server.addr().to_string(), TOKEN)
 }
 
 fn object_bytes(obj: u32, len: usize) -> Vec<u8> {

@@ -5,30 +5,18 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
 
 use farmem_objects::{
-    Backend, Config, ErrorKind, FarMemory, InProcessBackend, RemArray, RemHashMap, ShardedBackend,
-    TcpBackend, TcpBackendConfig,
+    Backend, ErrorKind, FarMemory, InProcessBackend, RemArray, RemHashMap, ShardedBackend,
 };
-use farmem_server::{Server, ServerConfig, ServerHandle};
+use farmem_server::ServerHandle;
 use rand::{Rng, SeedableRng};
 
-const TOKEN: &str = "objects-sharded-test";
+mod common;
 
-fn small_local() -> Config {
-    // 8 regions of 16 KiB = 128 KiB local, 1 KiB chunks.
-    Config::builder()
-        .local_bytes(8 * (16 << 10))
-        .region_bytes(16 << 10)
-        .chunk_bytes(1024)
-        .alloc_shards(2)
-        .prefetch_depth(4)
-        .alloc_wait(Duration::from_secs(2))
-        .grace_timeout(Duration::from_millis(50))
-        .build()
-        .unwrap()
-}
+use common::{small_local, start_server, tcp_backend};
+
+const TOKEN: &str = "objects-sharded-test";
 
 fn in_process(n: usize) -> (Vec<Arc<InProcessBackend>>, Arc<ShardedBackend>) {
     let inner: Vec<Arc<InProcessBackend>> = (0..n)
@@ -42,17 +30,13 @@ fn in_process(n: usize) -> (Vec<Arc<InProcessBackend>>, Arc<ShardedBackend>) {
 }
 
 fn server() -> ServerHandle {
-    Server::start(ServerConfig::new("127.0.0.1:0", 64 << 20, TOKEN)).unwrap()
+    start_server(64 << 20, TOKEN)
 }
 
 fn over_tcp(servers: &[&ServerHandle]) -> Arc<ShardedBackend> {
     let dyns = servers
         .iter()
-        .map(|s| {
-            let mut c = TcpBackendConfig::new(s.addr().to_string(), TOKEN);
-            c.request_timeout = Duration::from_secs(10);
-            Arc::new(TcpBackend::with_config(&c).unwrap()) as Arc<dyn Backend>
-        })
+        .map(|s| tcp_backend(&s.addr().to_string(), TOKEN) as Arc<dyn Backend>)
         .collect();
     Arc::new(ShardedBackend::new(dyns).unwrap())
 }
