@@ -96,6 +96,10 @@ struct Args {
     /// Skip the farmem series (and use this binary as the all-local child).
     #[arg(long)]
     no_farmem: bool,
+    /// Where the farmem series' offloadable column operations run (`farmem-demo --offload`):
+    /// auto, always or never.
+    #[arg(long, default_value = "auto")]
+    offload: farmem_dataframe::OffloadPolicy,
     /// Internal: run the all-local analysis of --csv and print its `TAXI {json}` line.
     #[arg(long, hide = true)]
     child_all_local: bool,
@@ -402,6 +406,8 @@ fn run(args: &[String]) -> Result<Report> {
                     .arg(server.addr().to_string())
                     .arg("--token-file")
                     .arg(server.token_file())
+                    .arg("--offload")
+                    .arg(args.offload.name())
                     .arg("--json");
                 let out = run_child(cmd, CHILD_LIMIT)?;
                 drop(server);

@@ -48,6 +48,20 @@ pub unsafe trait Element:
     fn dense_index(self) -> Option<usize>;
     /// The value whose [`dense_index`](Element::dense_index) is `i`, for the small types.
     fn from_dense_index(i: usize) -> Option<Self>;
+
+    /// The accumulator holding the exact integer sum `sum` (what a memory server's offloaded
+    /// sum returns for an integer column); `None` for a float type or when it does not fit.
+    fn sum_from_i128(sum: i128) -> Option<Self::Sum> {
+        let _ = sum;
+        None
+    }
+
+    /// The accumulator holding the row-order float sum `sum` (an offloaded sum of an `f64`
+    /// column); `None` for an integer type.
+    fn sum_from_f64(sum: f64) -> Option<Self::Sum> {
+        let _ = sum;
+        None
+    }
 }
 
 macro_rules! small_uint_element {
@@ -77,6 +91,9 @@ macro_rules! small_uint_element {
             }
             fn from_dense_index(i: usize) -> Option<$t> {
                 <$t>::try_from(i).ok()
+            }
+            fn sum_from_i128(sum: i128) -> Option<u64> {
+                u64::try_from(sum).ok()
             }
         }
     };
@@ -110,6 +127,9 @@ unsafe impl Element for i64 {
     fn from_dense_index(_: usize) -> Option<Self> {
         None
     }
+    fn sum_from_i128(sum: i128) -> Option<i128> {
+        Some(sum)
+    }
 }
 
 // SAFETY: a primitive float: every bit pattern is some f64 (NaNs included), alignment 8.
@@ -140,6 +160,9 @@ unsafe impl Element for f64 {
     }
     fn from_dense_index(_: usize) -> Option<Self> {
         None
+    }
+    fn sum_from_f64(sum: f64) -> Option<f64> {
+        Some(sum)
     }
 }
 

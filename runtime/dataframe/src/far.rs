@@ -44,13 +44,11 @@
 //!
 //! # Offload
 //!
-//! Every operation runs here, on the client, through chunked iteration (`gather` visits only the
-//! chunks holding selected rows). AIFM's remote agent (aggregates and filters run on the memory
-//! server, `farmem_net::compute`) is not wired in yet: `Backend::compute` exists, but the object
-//! layer has no flush that writes a container's dirty local chunks back, so the server could see
-//! stale or missing chunks, and the server's `column` function decodes its arguments from the
-//! first byte while `Backend::compute` prefixes them with the server's data-structure id. The
-//! local path is the one the differential tests pin down; an offload must match it exactly.
+//! The read-only aggregates (sum, min, max, mean, unique, histogram, filter, count_where) may
+//! run on the memory server instead (AIFM's remote agent): each override first asks
+//! `far_offload.rs`, which decides by the storage's [`OffloadPolicy`] and the column's
+//! residency, flushes the column's dirty chunks, and calls the server's `column_at` function;
+//! when it declines, the local path below runs. Both give identical results.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -60,6 +58,7 @@ use farmem_objects::{Config, FarMemory, Pod, RemVec};
 
 use crate::column::{median_in_place, ColumnStore};
 use crate::element::{CmpOp, Element, RowSet};
+use crate::far_offload::{Offload, OffloadPolicy, OffloadStats};
 use crate::storage::{haversine_km, same_len, BinaryOp, Storage, TimePart, TripCoordinates};
 
 /// Rows a scan copies out of far memory per closure call.
@@ -96,17 +95,43 @@ fn as_far<T: Element>(s: &[T]) -> &[FarElement<T>] {
 #[derive(Clone)]
 pub struct FarStorage {
     far: Arc<FarMemory>,
+    offload: Arc<Offload>,
 }
 
 impl FarStorage {
-    /// Columns in `far`.
+    /// Columns in `far`, with [`OffloadPolicy::Auto`].
     pub fn new(far: FarMemory) -> FarStorage {
-        FarStorage { far: Arc::new(far) }
+        FarStorage::from_arc(Arc::new(far))
     }
 
-    /// Columns in a shared `far`.
+    /// Columns in a shared `far`, with [`OffloadPolicy::Auto`].
     pub fn from_arc(far: Arc<FarMemory>) -> FarStorage {
-        FarStorage { far }
+        FarStorage {
+            far,
+            offload: Arc::default(),
+        }
+    }
+
+    /// Where offloadable operations of this storage's columns (existing and future, and those
+    /// of its clones) run from now on.
+    pub fn set_offload_policy(&self, policy: OffloadPolicy) {
+        self.offload.set_policy(policy);
+    }
+
+    /// The storage with `policy` set (see [`set_offload_policy`](Self::set_offload_policy)).
+    pub fn with_offload_policy(self, policy: OffloadPolicy) -> FarStorage {
+        self.set_offload_policy(policy);
+        self
+    }
+
+    /// The current offload policy.
+    pub fn offload_policy(&self) -> OffloadPolicy {
+        self.offload.policy()
+    }
+
+    /// Where this storage's offloadable operations ran so far.
+    pub fn offload_stats(&self) -> OffloadStats {
+        self.offload.stats()
     }
 
     /// The far-memory instance (for metrics and configuration).
@@ -163,6 +188,7 @@ impl std::fmt::Debug for FarStorage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FarStorage")
             .field("far", &self.far)
+            .field("offload", &self.offload)
             .finish()
     }
 }
@@ -173,14 +199,28 @@ pub struct FarColumn<T: Element> {
     // stop (when this column holds the last handle to the instance).
     values: RemVec<FarElement<T>>,
     far: Arc<FarMemory>,
+    offload: Arc<Offload>,
 }
 
 impl<T: Element> FarColumn<T> {
-    fn new_in(far: &Arc<FarMemory>) -> Result<FarColumn<T>> {
+    fn new_in(far: &Arc<FarMemory>, offload: &Arc<Offload>) -> Result<FarColumn<T>> {
         Ok(FarColumn {
             values: far.vec()?,
             far: far.clone(),
+            offload: offload.clone(),
         })
+    }
+
+    pub(crate) fn values(&self) -> &RemVec<FarElement<T>> {
+        &self.values
+    }
+
+    pub(crate) fn far_memory(&self) -> &Arc<FarMemory> {
+        &self.far
+    }
+
+    pub(crate) fn offload_state(&self) -> &Offload {
+        &self.offload
     }
 
     /// Elements per chunk object (the unit of fetching and evacuation).
@@ -334,39 +374,64 @@ impl<T: Element> ColumnStore<T> for FarColumn<T> {
     }
 
     fn empty_like(&self) -> Result<Self> {
-        FarColumn::new_in(&self.far)
+        FarColumn::new_in(&self.far, &self.offload)
     }
 
-    // The read-only aggregates: the provided code, run on the in-scope view (module note).
+    // The read-only aggregates: on the memory server when `far_offload` decides so, else the
+    // provided code on the in-scope view (module note).
     fn sum(&self) -> Result<T::Sum> {
+        if let Some(s) = self.remote_sum()? {
+            return Ok(s);
+        }
         InScopeView(self).sum()
     }
 
     fn min(&self) -> Result<Option<T>> {
+        if let Some(m) = self.remote_extreme(false)? {
+            return Ok(m);
+        }
         InScopeView(self).min()
     }
 
     fn max(&self) -> Result<Option<T>> {
+        if let Some(m) = self.remote_extreme(true)? {
+            return Ok(m);
+        }
         InScopeView(self).max()
     }
 
     fn mean(&self) -> Result<Option<f64>> {
+        if let Some(m) = self.remote_mean()? {
+            return Ok(m);
+        }
         InScopeView(self).mean()
     }
 
     fn unique(&self) -> Result<Vec<T>> {
+        if let Some(u) = self.remote_unique()? {
+            return Ok(u);
+        }
         InScopeView(self).unique()
     }
 
     fn histogram(&self) -> Result<Vec<(T, u64)>> {
+        if let Some(h) = self.remote_histogram()? {
+            return Ok(h);
+        }
         InScopeView(self).histogram()
     }
 
     fn filter(&self, op: CmpOp, value: T) -> Result<RowSet> {
+        if let Some(r) = self.remote_filter(op, value)? {
+            return Ok(r);
+        }
         InScopeView(self).filter(op, value)
     }
 
     fn count_where(&self, op: CmpOp, value: T) -> Result<usize> {
+        if let Some(n) = self.remote_count_where(op, value)? {
+            return Ok(n);
+        }
         InScopeView(self).count_where(op, value)
     }
 
@@ -440,7 +505,7 @@ impl Storage for FarStorage {
     }
 
     fn new_column<T: Element>(&self) -> Result<FarColumn<T>> {
-        FarColumn::new_in(&self.far)
+        FarColumn::new_in(&self.far, &self.offload)
     }
 
     fn timestamp_part(&self, ts: &FarColumn<i64>, part: TimePart) -> Result<FarColumn<u8>> {

@@ -86,6 +86,21 @@ use crate::wire::{BodyReader, BodyWriter};
 /// Name under which memory servers register the column function.
 pub const COLUMN_FUNCTION: &str = "column";
 
+/// Name under which memory servers register the column function **at a data structure**: the
+/// same call and result as [`COLUMN_FUNCTION`], with the arguments prefixed by the server's id of
+/// the input column's data structure (u64 LE), which is what `Backend::compute` of the object
+/// layer prepends (it maps its own data-structure ids to the server's, so a client of the object
+/// layer does not know the server's id):
+///
+/// ```text
+/// args = ds u64 | column call (as for COLUMN_FUNCTION; its input column's ds is ignored)
+/// ```
+///
+/// The call runs with its input column's `ds` replaced by the prefix. `Map` and `Pairwise` are
+/// refused (`InvalidArgument`): their other columns would need the server's ids, which only
+/// [`COLUMN_FUNCTION`] callers have.
+pub const COLUMN_AT_FUNCTION: &str = "column_at";
+
 /// Version byte that opens every column call and result.
 pub const COLUMN_CODEC_VERSION: u8 = 1;
 
@@ -727,8 +742,77 @@ impl ColumnResult {
     }
 }
 
+impl ColumnCall {
+    /// Decodes the arguments of [`COLUMN_AT_FUNCTION`]: the data-structure prefix, then a call
+    /// whose input column is placed at that data structure. `Map` and `Pairwise` are refused.
+    pub fn decode_at(args: &[u8]) -> Result<ColumnCall> {
+        let (prefix, body) = args.split_at_checked(8).ok_or_else(|| {
+            protocol(format!(
+                "{COLUMN_AT_FUNCTION} arguments start with a data-structure id (8 bytes), got {} \
+                 bytes",
+                args.len()
+            ))
+        })?;
+        let mut raw = [0u8; 8];
+        raw.copy_from_slice(prefix);
+        let mut call = ColumnCall::decode(body)?;
+        if matches!(call.op, ColumnOp::Map { .. } | ColumnOp::Pairwise { .. }) {
+            return Err(Error::invalid(format!(
+                "{COLUMN_AT_FUNCTION} runs single-column operations; Map and Pairwise name other \
+                 columns by the server's ids: call {COLUMN_FUNCTION} with them"
+            )));
+        }
+        call.column.ds = u64::from_le_bytes(raw);
+        Ok(call)
+    }
+}
+
 /// Runs `call` on the server behind `client` (its `column` function) and decodes the result.
 pub fn call_column(client: &Client, call: &ColumnCall) -> Result<ColumnResult> {
     let bytes = client.compute(COLUMN_FUNCTION, &call.encode())?;
     ColumnResult::decode(&bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sum_of(ds: DsId) -> ColumnCall {
+        ColumnCall {
+            column: ColumnRef {
+                ds,
+                elem: ElemType::I64,
+                chunk_len: 8,
+                len: 20,
+            },
+            op: ColumnOp::Sum,
+        }
+    }
+
+    #[test]
+    fn column_at_takes_the_data_structure_from_its_prefix() {
+        let mut args = 0x1_0005u64.to_le_bytes().to_vec();
+        args.extend_from_slice(&sum_of(0).encode());
+        assert_eq!(ColumnCall::decode_at(&args).unwrap(), sum_of(0x1_0005));
+        // Too short for the prefix, or a malformed call after it: protocol errors.
+        for bad in [&args[..5], &args[..12]] {
+            assert_eq!(
+                ColumnCall::decode_at(bad).unwrap_err().kind(),
+                ErrorKind::Protocol
+            );
+        }
+        // Map names another column by the server's id: refused.
+        let map = ColumnCall {
+            op: ColumnOp::Map {
+                op: ArithOp::Add,
+                value: Scalar::I64(1),
+                dst: sum_of(3).column,
+            },
+            ..sum_of(0)
+        };
+        let mut args = 7u64.to_le_bytes().to_vec();
+        args.extend_from_slice(&map.encode());
+        let e = ColumnCall::decode_at(&args).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    }
 }

@@ -169,6 +169,22 @@ impl<T: Pod> Chunks<T> {
             .map(|p| p.cast::<T>())
     }
 
+    /// Chunks among `0..n` whose data is in local memory now (a snapshot: the evacuator and the
+    /// prefetcher change it concurrently).
+    pub(crate) fn resident(&self, n: usize) -> usize {
+        (0..n)
+            .filter(|&c| pointer::is_present(self.word(c).load()))
+            .count()
+    }
+
+    /// Writes chunks `0..n` (which must exist) back where far memory is behind (memory module
+    /// note, "Flush"); the caller holds `&self` of the container, so nobody writes them.
+    pub(crate) fn flush(&self, n: usize) -> Result<usize> {
+        self.table
+            .inner
+            .flush_objects(&self.table, &mut (0..n).map(|c| (c as u32, self.word(c))))
+    }
+
     /// Sets element `i` (which must exist), writing through to the backend when no local memory
     /// can be had.
     pub(crate) fn set(&mut self, i: usize, v: T, scope: &DerefScope<'_>) -> Result<()> {
@@ -227,6 +243,24 @@ macro_rules! element_access {
         /// Number of chunks holding the elements.
         pub fn num_chunks(&self) -> usize {
             self.len.div_ceil(self.core.chunk_len())
+        }
+
+        /// Chunks whose data is in local memory now, out of [`num_chunks`](Self::num_chunks):
+        /// a snapshot (the evacuator and the prefetcher change it concurrently), one load per
+        /// chunk, for deciding whether an operation should run on the memory server.
+        pub fn resident_chunks(&self) -> usize {
+            self.core.resident(self.num_chunks())
+        }
+
+        /// Writes every dirty local chunk back to far memory and keeps it cached, now clean, so
+        /// a function on the memory server (AIFM's remote agent) sees the current elements;
+        /// a chunk never written is written as zeros. Returns the chunks written. Needs no
+        /// `&mut`: writes take `&mut self`, so none runs during the flush (the invariant of
+        /// the memory module's "Flush" note), and the evacuator is held off through the scope
+        /// protocol. Errors are the backend's (`OutOfFarMemory`, `Disconnected`); chunks
+        /// written before an error stay written.
+        pub fn flush(&self) -> Result<usize> {
+            self.core.flush(self.num_chunks())
         }
 
         /// The data-structure id of this container.

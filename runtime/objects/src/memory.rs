@@ -27,6 +27,21 @@
 //!   loops (as `for_each_chunk` and `write_slice` do) keeps mutators on the waiting path.
 //!   The wait ends early when a write-back has failed with `OutOfFarMemory` (latched until
 //!   `take_error`): the evacuator cannot free memory then, and the writer gets that error.
+//!
+//! # Flush (before a remote-agent call)
+//!
+//! A container flush (`RemVec::flush`, `RemArray::flush`) writes every dirty local object of
+//! the container to the backend and keeps it cached, now clean, so a function that runs on the
+//! memory server (AIFM §4.4, remote agent) sees current data. It uses the mutator's protocol,
+//! not a new one: inside a scope it takes each present dirty object back from the evacuator
+//! with the same CAS as a read (clearing `EVACUATING`, so a claim made before it fails at the
+//! evacuator's move-out, and a claim made after it waits for the scope), writes a batch of them
+//! with one `write_batch`, then clears `DIRTY` with a CAS that only succeeds while the word
+//! still points at the same copy, and ends the scope. **Invariant:** no thread writes the
+//! objects during a flush, because every container write takes `&mut` of the container and a
+//! flush takes `&self`; so the bytes written are the bytes of the copy, and clearing `DIRTY`
+//! loses no write. A fresh object (never written) is written as zeros through
+//! `write_through`, since far memory may hold nothing for it yet.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -36,7 +51,7 @@ use std::time::Instant;
 use farmem_error::{Error, ErrorKind, Result};
 
 use crate::array::RemArray;
-use crate::backend::{Backend, InProcessBackend};
+use crate::backend::{Backend, InProcessBackend, WriteRequest};
 use crate::config::Config;
 use crate::log::{LocalLog, Signal};
 use crate::metrics::{Counters, Metrics};
@@ -405,6 +420,150 @@ impl Inner {
             Counters::add(&self.counters.write_throughs, 1);
             Counters::add(&self.counters.bytes_written_back, id.size() as u64);
             return Ok(true);
+        }
+    }
+}
+
+/// Bytes of dirty chunks a container flush sends per backend batch (and holds in one scope).
+pub(crate) const FLUSH_BATCH_BYTES: usize = 4 << 20;
+
+impl Inner {
+    /// Writes back the dirty local copies among `words` (objects of `table`, named by object
+    /// id) and writes zeros for the fresh ones, so far memory holds every object's current bytes
+    /// (a container flush before a remote-agent call; see the module note's "Flush"). Returns
+    /// the number of objects written.
+    ///
+    /// The caller must guarantee that nobody writes these objects until this returns: a
+    /// container write needs `&mut` of the container and a flush takes `&self`.
+    pub(crate) fn flush_objects(
+        &self,
+        table: &ObjectTable,
+        words: &mut dyn Iterator<Item = (u32, &PointerWord)>,
+    ) -> Result<usize> {
+        let mut written = 0usize;
+        let mut words = words.peekable();
+        while words.peek().is_some() {
+            // One scope per batch: what it took back cannot move until the batch is written.
+            let scope = DerefScope::enter(self);
+            let mut batch: Vec<(u32, &PointerWord, usize)> = Vec::new();
+            let mut bytes = 0usize;
+            while bytes < FLUSH_BATCH_BYTES {
+                let Some((obj, word)) = words.next() else {
+                    break;
+                };
+                loop {
+                    match self.take_back_dirty(word) {
+                        Dirty::At(addr) => {
+                            batch.push((obj, word, addr));
+                            bytes += table.object_bytes;
+                        }
+                        Dirty::Fresh => {
+                            // Never written: far memory may hold nothing for it yet (capacity
+                            // taken at first write-back); the write-through writes its zeros.
+                            // `false`: a reader made it locally meanwhile (present and dirty).
+                            if !self.write_through(word, 0, &[])? {
+                                continue;
+                            }
+                            written += 1;
+                        }
+                        Dirty::Clean => {}
+                    }
+                    break;
+                }
+            }
+            let reqs: Vec<WriteRequest<'_>> = batch
+                .iter()
+                .map(|&(obj, _, addr)| WriteRequest {
+                    ds: table.ds,
+                    obj,
+                    // SAFETY: (1) `addr` is the data of a present object of `object_bytes`
+                    // bytes that `take_back_dirty` took back inside `scope`, so the evacuator
+                    // neither moves nor frees it while `scope` lives (its claims wait for
+                    // `scope`); (2) nobody writes it meanwhile (this function's contract).
+                    data: unsafe {
+                        std::slice::from_raw_parts(addr as *const u8, table.object_bytes)
+                    },
+                })
+                .collect();
+            if !reqs.is_empty() {
+                self.backend.write_batch(&reqs).map_err(|e| {
+                    e.with_context(format!(
+                        "flushing {} dirty objects of container {}",
+                        reqs.len(),
+                        table.ds
+                    ))
+                })?;
+            }
+            drop(reqs);
+            for &(_, word, addr) in &batch {
+                mark_clean(word, addr);
+            }
+            written += batch.len();
+            Counters::add(
+                &self.counters.bytes_written_back,
+                (batch.len() * table.object_bytes) as u64,
+            );
+            drop(scope);
+        }
+        Ok(written)
+    }
+
+    /// Takes a present dirty object back from the evacuator exactly as a mutator's read does
+    /// (clearing `EVACUATING` makes the evacuator's move-out CAS fail), so it stays at its
+    /// address while the caller's scope lives. Must run inside a scope.
+    fn take_back_dirty(&self, word: &PointerWord) -> Dirty {
+        let mut round = 0u32;
+        loop {
+            let w = word.load();
+            if !pointer::is_present(w) {
+                if w & BUSY != 0 {
+                    // Being fetched or written through: one backend call long.
+                    backoff(round);
+                    round += 1;
+                    continue;
+                }
+                return if pointer::is_fresh(w) {
+                    Dirty::Fresh
+                } else {
+                    Dirty::Clean
+                };
+            }
+            if w & BUSY != 0 {
+                // The evacuator is copying or writing it back.
+                backoff(round);
+                round += 1;
+                continue;
+            }
+            if w & DIRTY == 0 {
+                return Dirty::Clean;
+            }
+            let new = w & !(EVACUATING | PREFETCHED);
+            if new != w && word.cas(w, new).is_err() {
+                continue;
+            }
+            return Dirty::At(pointer::addr_of(w));
+        }
+    }
+}
+
+/// What a flush found in a pointer word.
+enum Dirty {
+    /// Present and dirty at this data address (taken back from the evacuator).
+    At(usize),
+    /// Remote and fresh: never written, far memory may hold nothing.
+    Fresh,
+    /// Nothing to write: far memory is current.
+    Clean,
+}
+
+/// Clears `DIRTY` of a flushed object if it is still present at `addr` (it is: the flushing
+/// scope is still open). A later write sets it again on its slow path.
+fn mark_clean(word: &PointerWord, addr: usize) {
+    let mut w = word.load();
+    while pointer::is_present(w) && pointer::addr_of(w) == addr && w & DIRTY != 0 {
+        match word.cas(w, w & !DIRTY) {
+            Ok(_) => return,
+            Err(a) => w = a,
         }
     }
 }

@@ -17,6 +17,7 @@
 //! | `count`   | number of objects in the data structure                                   |
 //! | `sum_u64` | wrapping sum of every object read as little-endian `u64` words           |
 //! | `column`  | args/result: `farmem_net::compute::ColumnCall` / `ColumnResult` encodings: count, sum, min, max, mean, median, unique, histogram, buckets, filter, count-where, gather, map and pairwise ops on a chunked column ([`crate::columns`]) |
+//! | `column_at` | as `column`, with the arguments prefixed by the input column's data-structure id (u64 LE), as `Backend::compute` sends them; single-column ops only |
 //! | `hash_index` | args/result: `farmem_net::hash` encodings: get, put, remove, len on a far-memory hash map's server-side index ([`crate::hash_index`]) |
 //!
 //! # How to add one
@@ -93,7 +94,7 @@ impl FunctionRegistry {
         FunctionRegistry::default()
     }
 
-    /// A registry holding the built-ins (`count`, `sum_u64`, `column`, `hash_index`).
+    /// A registry holding the built-ins (`count`, `sum_u64`, `column`, `column_at`, `hash_index`).
     pub fn with_builtins() -> FunctionRegistry {
         let mut r = FunctionRegistry::empty();
         r.insert("count", Arc::new(count));
@@ -101,6 +102,10 @@ impl FunctionRegistry {
         r.insert(
             farmem_net::compute::COLUMN_FUNCTION,
             Arc::new(crate::columns::column),
+        );
+        r.insert(
+            farmem_net::compute::COLUMN_AT_FUNCTION,
+            Arc::new(crate::columns::column_at),
         );
         r.insert(
             farmem_net::hash::HASH_INDEX_FUNCTION,

@@ -7,9 +7,11 @@
 //! - **Streaming in chunk order.** A column is chunks `0..chunk_count` of one data structure;
 //!   every op walks them in id order with [`StoreView::with_object`], one read lock per chunk,
 //!   and never copies a chunk except where it must (`Pairwise` copies the right-hand chunk so it
-//!   does not hold two locks at once). Only `Median`, `Unique` and `Histogram` collect the
-//!   column's values (they need a sort); nothing is ever pre-allocated from a client-supplied
-//!   length, so a forged `len` fails on the first absent chunk instead of allocating.
+//!   does not hold two locks at once). Only `Median` collects the column's values (it needs a
+//!   sort); `Unique` and `Histogram` count distinct values (a dense array for `u8`/`u16`, else a
+//!   hash map keyed by the value's bits) and sort only the distinct ones; nothing is ever
+//!   pre-allocated from a client-supplied length, so a forged `len` fails on the first absent
+//!   chunk instead of allocating.
 //! - **Domains.** Elements are widened to `u64` / `i64` / `f64` ([`farmem_net::compute::Domain`])
 //!   by the `Value` trait, so one generic implementation serves all six element types; map
 //!   results are narrowed back by truncation, which is wrapping arithmetic modulo the width.
@@ -32,6 +34,14 @@ use crate::store::StoreView;
 /// The registered `column` function: decodes a [`ColumnCall`], runs it, encodes the result.
 pub fn column(store: &StoreView<'_>, args: &[u8]) -> Result<Vec<u8>> {
     let call = ColumnCall::decode(args)?;
+    Ok(run(store, &call)?.encode())
+}
+
+/// The registered `column_at` function ([`farmem_net::compute::COLUMN_AT_FUNCTION`]): the
+/// same call, its input column placed at the data structure whose id prefixes the arguments
+/// (what a client's `Backend::compute` sends).
+pub fn column_at(store: &StoreView<'_>, args: &[u8]) -> Result<Vec<u8>> {
+    let call = ColumnCall::decode_at(args)?;
     Ok(run(store, &call)?.encode())
 }
 
@@ -277,6 +287,44 @@ fn collect_sorted<V: Value>(store: &StoreView<'_>, col: &ColumnRef) -> Result<Ve
     Ok(values)
 }
 
+/// Each distinct value of the column with its count, ascending. Values are distinct when their
+/// bits differ (the codec's equality); small types count into a dense array, the others into a
+/// hash map whose distinct values alone are sorted, so a column with few distinct values is not
+/// sorted whole.
+fn value_counts<V: Value>(store: &StoreView<'_>, col: &ColumnRef) -> Result<Vec<(V, u64)>> {
+    let size = col.elem.size();
+    if size <= 2 && col.elem.domain() == Domain::Unsigned {
+        let mut dense = vec![0u64; 1 << (8 * size)];
+        for_each(store, col, |_, v: V| {
+            if let Scalar::U64(x) = v.to_scalar() {
+                if let Some(n) = dense.get_mut(x as usize) {
+                    *n += 1;
+                }
+            }
+            Ok(())
+        })?;
+        return Ok(dense
+            .iter()
+            .enumerate()
+            .filter(|(_, &n)| n > 0)
+            .filter_map(|(x, &n)| V::from_scalar(Scalar::U64(x as u64)).map(|v| (v, n)))
+            .collect());
+    }
+    let mut counts: std::collections::HashMap<u64, (V, u64)> = std::collections::HashMap::new();
+    for_each(store, col, |_, v: V| {
+        let bits = match v.to_scalar() {
+            Scalar::U64(x) => x,
+            Scalar::I64(x) => x as u64,
+            Scalar::F64(x) => x.to_bits(),
+        };
+        counts.entry(bits).or_insert((v, 0)).1 += 1;
+        Ok(())
+    })?;
+    let mut out: Vec<(V, u64)> = counts.into_values().collect();
+    out.sort_unstable_by(|a, b| a.0.order(&b.0));
+    Ok(out)
+}
+
 fn check_same_shape(col: &ColumnRef, other: &ColumnRef, role: &str) -> Result<()> {
     if other.elem != col.elem || other.chunk_len != col.chunk_len || other.len != col.len {
         return Err(Error::invalid(format!(
@@ -344,24 +392,18 @@ fn run_typed<V: Value>(store: &StoreView<'_>, call: &ColumnCall) -> Result<Colum
             let mid = values.len().saturating_sub(1) / 2;
             ColumnResult::Scalar(values.get(mid).map(|v| v.to_scalar()))
         }
-        ColumnOp::Unique => {
-            let mut values = collect_sorted::<V>(store, col)?;
-            values.dedup_by(|a, b| a.order(b) == Ordering::Equal);
-            ColumnResult::Values(values.into_iter().map(V::to_scalar).collect())
-        }
-        ColumnOp::Histogram => {
-            let values = collect_sorted::<V>(store, col)?;
-            let mut counts: Vec<(Scalar, u64)> = Vec::new();
-            let mut last: Option<V> = None;
-            for v in values {
-                match (last, counts.last_mut()) {
-                    (Some(l), Some(entry)) if l.order(&v) == Ordering::Equal => entry.1 += 1,
-                    _ => counts.push((v.to_scalar(), 1)),
-                }
-                last = Some(v);
-            }
-            ColumnResult::ValueCounts(counts)
-        }
+        ColumnOp::Unique => ColumnResult::Values(
+            value_counts::<V>(store, col)?
+                .into_iter()
+                .map(|(v, _)| v.to_scalar())
+                .collect(),
+        ),
+        ColumnOp::Histogram => ColumnResult::ValueCounts(
+            value_counts::<V>(store, col)?
+                .into_iter()
+                .map(|(v, n)| (v.to_scalar(), n))
+                .collect(),
+        ),
         ColumnOp::Buckets { edges } => {
             let edges: Vec<V> = edges
                 .iter()
@@ -481,4 +523,48 @@ fn sum<V: Value>(store: &StoreView<'_>, col: &ColumnRef) -> Result<(Option<i128>
     } else {
         (Some(int), fsum)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    // What a client's `Backend::compute` sends: the server's id of the column's data structure,
+    // then the call (whose own ds the client does not know).
+    #[test]
+    fn column_at_runs_on_the_prefixed_data_structure() {
+        let store = Store::new(1 << 20);
+        store.create_ds(42, 0).unwrap();
+        let chunk: Vec<u8> = [5i64, -2, 9].iter().flat_map(|v| v.to_le_bytes()).collect();
+        store.write(42, 0, &chunk).unwrap();
+        let call = ColumnCall {
+            column: ColumnRef {
+                ds: 0,
+                elem: ElemType::I64,
+                chunk_len: 3,
+                len: 3,
+            },
+            op: ColumnOp::Sum,
+        };
+        let mut args = 42u64.to_le_bytes().to_vec();
+        args.extend_from_slice(&call.encode());
+        let view = StoreView::new(&store);
+        let out = column_at(&view, &args).unwrap();
+        assert_eq!(
+            ColumnResult::decode(&out).unwrap(),
+            ColumnResult::IntSum(12)
+        );
+        // The same bytes without the prefix are not a `column_at` call.
+        assert!(column_at(&view, &call.encode()).is_err());
+        // Through the registry, under its name.
+        let r = crate::agent::FunctionRegistry::with_builtins();
+        let out = r
+            .call(farmem_net::compute::COLUMN_AT_FUNCTION, &view, &args)
+            .unwrap();
+        assert_eq!(
+            ColumnResult::decode(&out).unwrap(),
+            ColumnResult::IntSum(12)
+        );
+    }
 }

@@ -24,8 +24,8 @@ use std::time::Instant;
 use clap::Parser;
 use farmem::dataframe::taxi::{self, TaxiResults};
 use farmem::dataframe::{
-    generate, load_csv, ColumnType, DataFrame, FarStorage, LoadOptions, LocalStorage, Schema,
-    Storage, MIN_LOCAL_BYTES,
+    generate, load_csv, ColumnType, DataFrame, FarStorage, LoadOptions, LocalStorage,
+    OffloadPolicy, Schema, Storage, MIN_LOCAL_BYTES,
 };
 use farmem::objects::{Backend, FarMemory, TcpBackend};
 use farmem::server::{Server, ServerConfig, ServerHandle};
@@ -68,6 +68,10 @@ struct Args {
     /// End with one line `TAXI {json}` of the measured run.
     #[arg(long)]
     json: bool,
+    /// Where the far run's offloadable column operations run: `auto` (on the memory server
+    /// when most of a column is remote), `always` or `never` (always locally).
+    #[arg(long, default_value = "auto")]
+    offload: OffloadPolicy,
 }
 
 /// What one run measured.
@@ -291,7 +295,7 @@ fn run_far(args: &Args, path: &Path, working_set: u64, budget: usize) -> Result<
         args.local
     );
     let far = FarMemory::new(FarStorage::config_for(budget)?, backend)?;
-    let storage = FarStorage::new(far);
+    let storage = FarStorage::new(far).with_offload_policy(args.offload);
     let (mut df, load_s) = load(path, &storage, "loading into far memory")?;
     let mut out = std::io::stdout();
     let results = taxi::run_all(&mut df, &mut out)?;
@@ -303,6 +307,14 @@ fn run_far(args: &Args, path: &Path, working_set: u64, budget: usize) -> Result<
         mib(m.bytes_written_back),
         m.misses,
         m.prefetches_issued
+    );
+    let o = storage.offload_stats();
+    println!(
+        "offload ({:?}): {} column operations on the memory server, {} locally, {} chunks flushed",
+        storage.offload_policy(),
+        o.offloaded,
+        o.local,
+        o.chunks_flushed
     );
     if let Some(e) = storage.far_memory().take_error() {
         return Err(e.with_context("far memory reported a background error"));
