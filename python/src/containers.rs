@@ -244,3 +244,27 @@ pub(crate) fn slice_positions(start: isize, step: isize, len: usize) -> Vec<usiz
         .map(|k| (start + k * step) as usize)
         .collect()
 }
+
+/// The state of a block-at-a-time iterator (List, Array and Vector iterators share it): the next
+/// position to read and the values already copied out of far memory.
+#[derive(Default)]
+pub(crate) struct BlockCursor {
+    pos: usize,
+    buffered: std::collections::VecDeque<Py<PyAny>>,
+}
+
+impl BlockCursor {
+    /// The next value: from the buffer, or from the block `read(pos)` copies out (empty at the
+    /// end of the container).
+    pub(crate) fn next(
+        &mut self,
+        read: impl FnOnce(usize) -> PyResult<Vec<Py<PyAny>>>,
+    ) -> PyResult<Option<Py<PyAny>>> {
+        if self.buffered.is_empty() {
+            let block = read(self.pos)?;
+            self.pos += block.len();
+            self.buffered.extend(block);
+        }
+        Ok(self.buffered.pop_front())
+    }
+}

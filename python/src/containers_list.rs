@@ -12,7 +12,6 @@
 //! Indexing a List walks its local chunk index (no far-memory access), O(chunks); iteration
 //! moves a cursor, a block of elements per lock acquisition.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use farmem::objects::{FarMemory, RemList, RemQueue, RemStack};
@@ -21,7 +20,7 @@ use pyo3::exceptions::{PyIndexError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 
-use crate::containers::{slice_positions, Held, Subscript};
+use crate::containers::{slice_positions, BlockCursor, Held, Subscript};
 use crate::containers_dtype::{values_vec, with_dtype, DType, Elem};
 use crate::errors::to_py_err;
 use crate::runtime::PyRuntime;
@@ -209,8 +208,7 @@ pub(crate) struct PyListC {
 #[pyclass(name = "ListIterator", module = "farmem")]
 pub(crate) struct PyListIter {
     list: Held<Box<dyn ListOps>>,
-    pos: usize,
-    buffered: VecDeque<Py<PyAny>>,
+    cursor: BlockCursor,
 }
 
 #[pymethods]
@@ -223,19 +221,16 @@ impl PyListIter {
         // Buffered values are copies, but a closed runtime ends iteration with Closed all the
         // same (one uncontended lock per element).
         self.list.with(py, |_| Ok(()))?;
-        if self.buffered.is_empty() {
-            let pos = self.pos;
-            let block = self.list.with(py, |l| {
+        let held = &self.list;
+        self.cursor.next(|pos| {
+            held.with(py, |l| {
                 let len = l.len();
                 if pos >= len {
                     return Ok(Vec::new());
                 }
                 l.read_objects(py, pos, ITER_BLOCK.min(len - pos))
-            })?;
-            self.pos += block.len();
-            self.buffered.extend(block);
-        }
-        Ok(self.buffered.pop_front())
+            })
+        })
     }
 }
 
@@ -316,8 +311,7 @@ impl PyListC {
         self.list.with(py, |_| Ok(()))?;
         Ok(PyListIter {
             list: self.list.clone_ref(py),
-            pos: 0,
-            buffered: VecDeque::new(),
+            cursor: BlockCursor::default(),
         })
     }
 

@@ -34,7 +34,7 @@ use pyo3::exceptions::{PyIndexError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 
-use crate::containers::{norm_index, slice_positions, Held, Subscript};
+use crate::containers::{norm_index, slice_positions, BlockCursor, Held, Subscript};
 use crate::containers_dtype::{as_array, with_dtype, DType, Elem};
 use crate::errors::to_py_err;
 use crate::runtime::PyRuntime;
@@ -452,8 +452,7 @@ fn array_dtype(arr: &Bound<'_, PyAny>) -> PyResult<DType> {
 #[pyclass(name = "SequenceIterator", module = "farmem")]
 pub(crate) struct PySeqIter {
     seq: Held<Box<dyn Seq>>,
-    pos: usize,
-    buffered: std::collections::VecDeque<Py<PyAny>>,
+    cursor: BlockCursor,
 }
 
 #[pymethods]
@@ -466,19 +465,16 @@ impl PySeqIter {
         // Buffered values are copies, but a closed runtime ends iteration with Closed all the
         // same (one uncontended lock per element).
         self.seq.with(py, |_| Ok(()))?;
-        if self.buffered.is_empty() {
-            let pos = self.pos;
-            let block = self.seq.with(py, |s| {
+        let held = &self.seq;
+        self.cursor.next(|pos| {
+            held.with(py, |s| {
                 let len = s.len();
                 if pos >= len {
                     return Ok(Vec::new());
                 }
                 s.read_objects(py, pos, ITER_BLOCK.min(len - pos))
-            })?;
-            self.pos += block.len();
-            self.buffered.extend(block);
-        }
-        Ok(self.buffered.pop_front())
+            })
+        })
     }
 }
 
@@ -529,8 +525,7 @@ macro_rules! sequence_class {
                 self.seq.with(py, |_| Ok(()))?;
                 Ok(PySeqIter {
                     seq: self.seq.clone_ref(py),
-                    pos: 0,
-                    buffered: Default::default(),
+                    cursor: BlockCursor::default(),
                 })
             }
 
