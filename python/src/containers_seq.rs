@@ -441,6 +441,14 @@ fn new_vector(far: &Arc<FarMemory>, dtype: DType) -> farmem::Result<Box<dyn Seq>
     })
 }
 
+/// The dtype `from_numpy` stores: `dtype` when given, else the numpy array's own.
+fn dtype_for(array: &Bound<'_, PyAny>, dtype: Option<&Bound<'_, PyAny>>) -> PyResult<DType> {
+    match dtype {
+        Some(d) => DType::parse(d),
+        None => array_dtype(array),
+    }
+}
+
 fn array_dtype(arr: &Bound<'_, PyAny>) -> PyResult<DType> {
     let dt = arr
         .getattr("dtype")
@@ -609,10 +617,7 @@ sequence_class!(PyArrayC, "Array", {
         array: &Bound<'_, PyAny>,
         dtype: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyArrayC> {
-        let dtype = match dtype {
-            Some(d) => DType::parse(d)?,
-            None => array_dtype(array)?,
-        };
+        let dtype = dtype_for(array, dtype)?;
         let n = array.len()?;
         let a = PyArrayC::create(runtime, dtype, n)?;
         a.seq.with(py, |s| s.assign(py, 0, n, None, array))?;
@@ -663,10 +668,7 @@ sequence_class!(PyVectorC, "Vector", {
         array: &Bound<'_, PyAny>,
         dtype: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyVectorC> {
-        let dtype = match dtype {
-            Some(d) => DType::parse(d)?,
-            None => array_dtype(array)?,
-        };
+        let dtype = dtype_for(array, dtype)?;
         let v = PyVectorC::create(runtime, dtype)?;
         v.seq.with(py, |s| s.extend(py, array))?;
         Ok(v)
