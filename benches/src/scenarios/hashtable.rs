@@ -183,6 +183,7 @@ fn run(args: &[String]) -> Result<Report> {
             "ratio",
             "hit rate",
             "misses per trip",
+            "us per trip",
             "entries cached",
         ],
     );
@@ -256,6 +257,9 @@ fn run(args: &[String]) -> Result<Report> {
         let hit_rate = hits as f64 / lookups.max(1) as f64;
         let per_trip = (after.misses - before.misses) as f64
             / (after.miss_batches - before.miss_batches).max(1) as f64;
+        let trip_us = (after.miss_trip_nanos - before.miss_trip_nanos) as f64
+            / 1e3
+            / (after.miss_batches - before.miss_batches).max(1) as f64;
         report.row(&[
             format!("RemHashMap get, {threads} green threads"),
             format!("{pct}"),
@@ -264,6 +268,7 @@ fn run(args: &[String]) -> Result<Report> {
             format!("{q:.3}"),
             format!("{hit_rate:.3}"),
             format!("{per_trip:.1}"),
+            format!("{trip_us:.0}"),
             format!(
                 "{} ({:.1}%)",
                 after.entries,
@@ -276,6 +281,7 @@ fn run(args: &[String]) -> Result<Report> {
         report.figure_f64(&format!("hit_rate_{pct}pct"), hit_rate);
         report.figure(&format!("cached_entries_{pct}pct"), after.entries);
         report.figure_f64(&format!("misses_per_trip_{pct}pct"), per_trip);
+        report.figure_f64(&format!("us_per_trip_{pct}pct"), trip_us);
         report.figure_f64(
             &format!("load_puts_per_s_{pct}pct"),
             args.keys as f64 / load_t,
