@@ -76,6 +76,45 @@ fn differential_against_std_hashmap_with_a_small_cache() {
 }
 
 #[test]
+fn differential_with_pod_values_in_fixed_size_slots() {
+    // Pod keys and values take the cache's fixed-slot store; evictions, replacements and
+    // removals must keep every cached entry equal to the model's.
+    let srv = server(64 << 20);
+    let map: RemHashMap<u64, [u64; 4]> = RemHashMap::new(tcp(&srv, false), 6 << 10).unwrap();
+    let mut model: HashMap<u64, [u64; 4]> = HashMap::new();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+    for step in 0..6000u64 {
+        let u: f64 = rng.gen();
+        let k = (u * u * 2000.0) as u64;
+        match rng.gen_range(0..100) {
+            0..=59 => assert_eq!(
+                map.get(&k).unwrap(),
+                model.get(&k).copied(),
+                "get {k} at {step}"
+            ),
+            60..=84 => {
+                let v = [step, k, rng.gen(), 7];
+                assert_eq!(map.put(&k, &v).unwrap(), model.insert(k, v).is_none());
+            }
+            _ => assert_eq!(map.remove(&k).unwrap(), model.remove(&k).is_some()),
+        }
+    }
+    for k in 0..2000 {
+        assert_eq!(
+            map.get(&k).unwrap(),
+            model.get(&k).copied(),
+            "final get {k}"
+        );
+    }
+    let stats = map.cache_stats();
+    assert!(
+        stats.hits > 0 && stats.misses > 0 && stats.entries > 50,
+        "{stats:?}"
+    );
+    assert!(stats.bytes <= 6 << 10, "{stats:?}");
+}
+
+#[test]
 fn string_keys_pod_values_and_a_far_memory_constructor() {
     let srv = server(16 << 20);
     let fm = FarMemory::new(
