@@ -197,8 +197,8 @@ fn concurrent_green_threads_read_write_and_remove() {
 
 #[test]
 fn uncached_misses_from_many_green_threads_share_round_trips() {
-    // No cache: every get is a miss, so the combiner batches, hands the lead on and answers
-    // every waiter with its own key's value.
+    // No cache: every get is a miss, so the sender thread batches them and answers every
+    // waiter with its own key's value.
     let srv = server(64 << 20);
     let map: RemHashMap<u64, u64> = RemHashMap::new(tcp(&srv, true), 0).unwrap();
     for k in 0..500u64 {

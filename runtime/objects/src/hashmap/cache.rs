@@ -212,6 +212,15 @@ impl ByteEntries {
     }
 }
 
+/// Key equality with the common 8-byte key as one word compare (not a `memcmp` call: this is
+/// on every hit).
+fn same_key(a: &[u8], b: &[u8]) -> bool {
+    match (<[u8; 8]>::try_from(a), <[u8; 8]>::try_from(b)) {
+        (Ok(x), Ok(y)) => u64::from_ne_bytes(x) == u64::from_ne_bytes(y),
+        _ => a == b,
+    }
+}
+
 /// Entries whose key and value have fixed sizes (see the module note).
 struct FixedEntries {
     key_len: usize,
@@ -273,7 +282,7 @@ impl FixedEntries {
             if s == EMPTY {
                 return None;
             }
-            if self.key_at(s as usize) == key {
+            if same_key(self.key_at(s as usize), key) {
                 return Some((pos, s as usize));
             }
             pos = (pos + 1) & self.mask;

@@ -1,30 +1,31 @@
-//! Coalesced, pipelined misses of one `RemHashMap` (flat combining, Hendler et al., SPAA'10).
+//! Coalesced misses of one `RemHashMap` (flat combining, Hendler et al., SPAA'10), sent by the
+//! map's own sender thread.
 //!
 //! ```text
-//!   miss ──push──▶ queue [m1 m2 m3 ...]        leaders (≤ MAX_LEADERS, each one green thread)
-//!                   │ fewer than MAX_LEADERS?   ┌─ take ≤ COMBINE_BATCH_KEYS from the front
-//!                   └─ yes: this miss leads ──▶ │  one get-many round trip (parks)
-//!                      no: park until Done      │  hand each waiter its answer, unpark it
-//!                          or handed the Lead   └─ again while the queue is non-empty, at most
-//!                                                  COMBINE_ROUNDS times, then hand the lead to
-//!                                                  the front waiter (or stop: leaders -= 1)
+//!   green thread: miss ──push──▶ queue [m1 m2 m3 ...] ──(notify if the sender is idle)
+//!                 park until its Miss holds an answer
+//!   sender thread: loop { wait while the queue is empty;
+//!                         take ≤ COMBINE_BATCH_KEYS from the front;
+//!                         one get-many round trip (blocks this OS thread only);
+//!                         put each answer in its Miss, unpark its waiter }
 //! ```
 //!
-//! Every miss waits for one round trip that carries it, and up to `MAX_LEADERS` such trips are
-//! out at once: a miss that arrives while a batch is out starts its own batch rather than
-//! waiting for the earlier one to come back first (with a single leader a miss waited 1.5 trips
-//! on average). Many green threads still share each trip, which is what bounds throughput on a
-//! loopback link: a round trip's syscalls and thread hops cost far more than one more key in a
-//! frame.
+//! Why an OS thread and not a green leader: a green thread that waits on a `TcpBackend` needs
+//! the backend's relay thread (one more wake-up per trip) and, while leading, stops issuing
+//! its own lookups; an OS sender blocks in the socket read directly and the only wake-ups per
+//! trip are the server's and the sender's own. While a batch is out, new misses queue and go
+//! in the next batch, taken as soon as the answer is handed out, with no wake-up then; a miss
+//! waits about one and a half trips on average. One sender per map: on a loopback link the
+//! trips' CPU bounds throughput, so fewer, fuller trips win over more in flight.
 //!
 //! The queue's state lives under one mutex; a waiter's answer lands in its own `Miss` and the
 //! waiter is woken through its `Unparker` (a token: an unpark before the park is not lost; the
-//! park still has a timeout so a bug can cost latency, never a hang). A leader's own miss may be
-//! carried by another leader's batch, so after leading a miss waits again until it is answered.
+//! park still has a timeout so a bug can cost latency, never a hang). The sender exits after
+//! [`MissCombiner::close`] once the queue is empty, so no queued miss is left unanswered.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use farmem_error::{Error, Result};
@@ -34,10 +35,6 @@ use farmem_sched::park::{current_unparker, park_timeout, Unparker};
 const COMBINE_BATCH_KEYS: usize = 128;
 /// Most key bytes in one batch (keeps frames small).
 const COMBINE_BATCH_BYTES: usize = 256 << 10;
-/// Batches a leader sends before handing the lead to the oldest waiter.
-const COMBINE_ROUNDS: usize = 8;
-/// Most batches out at once (one per leader).
-const MAX_LEADERS: usize = 2;
 /// How long a waiting miss parks between checks (a lost wake-up costs at most this).
 const COMBINE_TICK: Duration = Duration::from_millis(5);
 
@@ -45,48 +42,41 @@ const COMBINE_TICK: Duration = Duration::from_millis(5);
 pub(super) type MissAnswer = Result<Option<Vec<u8>>>;
 
 /// One `get-many` round trip: the answers to `keys`, in order.
-pub(super) type SendBatch<'a> = dyn Fn(&[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> + 'a;
-
-enum MissState {
-    Waiting,
-    /// This waiter leads now (handed over by a leader that used up its rounds).
-    Lead,
-    Done(MissAnswer),
-}
+pub(super) type SendBatch = dyn Fn(&[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> + Send + Sync;
 
 /// One queued miss: its key, where its answer lands, and who to wake.
 struct Miss {
     key: Box<[u8]>,
-    state: Mutex<MissState>,
+    answer: Mutex<Option<MissAnswer>>,
     waker: Unparker,
 }
 
 impl Miss {
-    fn set(&self, state: MissState) {
-        // A poisoned lock still holds a valid `MissState`: overwrite it.
-        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = state;
+    fn set(&self, answer: MissAnswer) {
+        // A poisoned lock still holds a valid `Option`: overwrite it.
+        *self.answer.lock().unwrap_or_else(|p| p.into_inner()) = Some(answer);
         self.waker.unpark();
     }
 
-    fn take(&self) -> MissState {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        match *st {
-            MissState::Waiting => MissState::Waiting,
-            _ => std::mem::replace(&mut *st, MissState::Waiting),
-        }
+    fn take(&self) -> Option<MissAnswer> {
+        self.answer.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 }
 
 #[derive(Default)]
 struct Queue {
-    leaders: usize,
     misses: VecDeque<Arc<Miss>>,
+    /// Senders waiting for misses.
+    idle: usize,
+    /// The map is gone: senders exit once the queue is empty.
+    closed: bool,
 }
 
-/// The miss queue of one map and its counters.
+/// The miss queue of one map, its counters, and the condition its senders wait on.
 #[derive(Default)]
 pub(super) struct MissCombiner {
     queue: Mutex<Queue>,
+    work: Condvar,
     batches: AtomicU64,
     trip_nanos: AtomicU64,
 }
@@ -107,45 +97,70 @@ impl MissCombiner {
         self.trip_nanos.load(Ordering::Relaxed)
     }
 
-    /// Looks `key` up through `send` (one `get-many` round trip for many keys, answering each
-    /// in order), sharing the round trip with concurrent misses.
-    pub(super) fn fetch(&self, key: &[u8], send: &SendBatch<'_>) -> MissAnswer {
+    /// Starts `senders` sender threads that answer the queued misses through `send`; they exit
+    /// after [`MissCombiner::close`].
+    pub(super) fn start(
+        self: &Arc<Self>,
+        senders: usize,
+        name: &str,
+        send: Arc<SendBatch>,
+    ) -> Result<Vec<std::thread::JoinHandle<()>>> {
+        (0..senders)
+            .map(|i| {
+                let (me, send) = (self.clone(), send.clone());
+                std::thread::Builder::new()
+                    .name(format!("{name}-{i}"))
+                    .spawn(move || me.serve(&*send))
+                    .map_err(|e| Error::io("spawning a hash map miss sender thread", e))
+            })
+            .collect()
+    }
+
+    /// Lets the senders exit (once nothing is queued).
+    pub(super) fn close(&self) {
+        self.queue().closed = true;
+        self.work.notify_all();
+    }
+
+    /// Looks `key` up through the senders, sharing a round trip with concurrent misses; parks
+    /// the calling green (or OS) thread until the answer is in.
+    pub(super) fn fetch(&self, key: &[u8]) -> MissAnswer {
         let me = Arc::new(Miss {
             key: key.into(),
-            state: Mutex::new(MissState::Waiting),
+            answer: Mutex::new(None),
             waker: current_unparker(),
         });
-        let mut lead = {
+        let wake = {
             let mut q = self.queue();
+            if q.closed {
+                return Err(Error::internal("hash map miss queue used after close"));
+            }
             q.misses.push_back(me.clone());
-            let lead = q.leaders < MAX_LEADERS;
-            q.leaders += usize::from(lead);
-            lead
+            q.idle > 0
         };
+        if wake {
+            self.work.notify_one();
+        }
         loop {
-            if lead {
-                self.lead(send);
-                lead = false;
+            if let Some(r) = me.take() {
+                return r;
             }
-            match me.take() {
-                MissState::Done(r) => return r,
-                MissState::Lead => lead = true,
-                MissState::Waiting => {
-                    park_timeout(COMBINE_TICK);
-                }
-            }
+            park_timeout(COMBINE_TICK);
         }
     }
 
-    /// Sends queued misses in batches until the queue is empty or `COMBINE_ROUNDS` batches went
-    /// out, then hands the lead on (or gives it up when nothing is queued).
-    fn lead(&self, send: &SendBatch<'_>) {
-        for _ in 0..COMBINE_ROUNDS {
+    /// A sender thread: waits for misses, sends what is queued as one batch, answers it, again.
+    fn serve(&self, send: &SendBatch) {
+        loop {
             let batch: Vec<Arc<Miss>> = {
                 let mut q = self.queue();
-                if q.misses.is_empty() {
-                    q.leaders -= 1;
-                    return;
+                while q.misses.is_empty() {
+                    if q.closed {
+                        return;
+                    }
+                    q.idle += 1;
+                    q = self.work.wait(q).unwrap_or_else(|p| p.into_inner());
+                    q.idle -= 1;
                 }
                 let mut bytes = 0;
                 let mut n = 0;
@@ -178,20 +193,75 @@ impl MissCombiner {
             match answers {
                 Ok(values) => {
                     for (m, v) in batch.iter().zip(values) {
-                        m.set(MissState::Done(Ok(v)));
+                        m.set(Ok(v));
                     }
                 }
                 Err(e) => {
                     for m in &batch {
-                        m.set(MissState::Done(Err(e.clone())));
+                        m.set(Err(e.clone()));
                     }
                 }
             }
         }
-        let mut q = self.queue();
-        match q.misses.front() {
-            Some(next) => next.set(MissState::Lead),
-            None => q.leaders -= 1,
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// Misses from many OS threads are answered with their own key's answer, batched, and the
+    /// sender exits after `close`.
+    #[test]
+    fn answers_every_waiter_and_exits_on_close() {
+        let c = Arc::new(MissCombiner::default());
+        let send = |keys: &[&[u8]]| -> Result<Vec<Option<Vec<u8>>>> {
+            Ok(keys
+                .iter()
+                .map(|k| (k[0] % 3 != 0).then(|| vec![k[0]; 2]))
+                .collect())
+        };
+        let senders = c.start(1, "test-miss", Arc::new(send)).unwrap();
+        let askers: Vec<_> = (0..16u8)
+            .map(|t| {
+                let c = c.clone();
+                std::thread::spawn(move || {
+                    for i in 0..50u8 {
+                        let k = t.wrapping_mul(50).wrapping_add(i);
+                        let want = (k % 3 != 0).then(|| vec![k; 2]);
+                        assert_eq!(c.fetch(&[k]).unwrap(), want, "key {k}");
+                    }
+                })
+            })
+            .collect();
+        for a in askers {
+            a.join().unwrap();
+        }
+        let batches = c.batches();
+        assert!((1..=16 * 50).contains(&batches), "{batches}");
+        c.close();
+        for s in senders {
+            s.join().unwrap();
+        }
+        assert!(c.fetch(&[1]).is_err(), "a closed queue answers at once");
+    }
+
+    #[test]
+    fn a_failed_batch_fails_each_of_its_misses() {
+        let c = Arc::new(MissCombiner::default());
+        let send = |keys: &[&[u8]]| -> Result<Vec<Option<Vec<u8>>>> {
+            if keys.iter().any(|k| k.is_empty()) {
+                Err(Error::internal("refused"))
+            } else {
+                Ok(vec![None; keys.len() + 1]) // one answer too many
+            }
+        };
+        let senders = c.start(1, "test-miss", Arc::new(send)).unwrap();
+        assert!(c.fetch(&[]).unwrap_err().context().contains("refused"));
+        assert!(c.fetch(&[1]).unwrap_err().context().contains("answers"));
+        c.close();
+        for s in senders {
+            s.join().unwrap();
         }
     }
 }

@@ -40,12 +40,13 @@
 //!   budget plus every map's `cache_bytes`. Size the two together (the benchmark gives the cache
 //!   the whole "local memory" share). Every byte the cache holds is charged, so
 //!   [`HashCacheStats::bytes`] never passes `cache_bytes`.
-//! - **Coalesced, pipelined misses** (flat combining; `combine.rs`): concurrent misses of one
-//!   map queue up; a miss that finds fewer than a few batches out becomes a *leader* and sends
-//!   everything queued as one `get-many` round trip, hands each waiter its answer and unparks it,
-//!   and repeats while misses keep arriving. Each miss costs about one round trip of latency,
-//!   and many green threads share each trip, which is what bounds throughput on a loopback link
-//!   (a round trip's syscalls and thread hops cost far more than one more key in the frame).
+//! - **Coalesced misses on a sender thread** (flat combining; `combine.rs`): a miss queues its
+//!   key and parks its green thread; the map's sender thread (an OS thread, so it waits for the
+//!   server without a relay hop and without holding a green thread) sends everything queued as
+//!   one `get-many` round trip, hands each waiter its answer and unparks it, and takes the next
+//!   batch at once if misses arrived meanwhile. Many green threads share each trip, which is
+//!   what bounds throughput on a loopback link: a round trip's syscalls and thread wake-ups cost
+//!   far more than one more key in the frame. The thread exits when the last handle drops.
 //!
 //! # Keeping the cache coherent with concurrent writers
 //!
@@ -79,6 +80,11 @@ use crate::pointer::MAX_DS_ID;
 use cache::CacheShard;
 pub use cache::ENTRY_OVERHEAD_BYTES;
 use combine::MissCombiner;
+
+/// Threads that send a map's miss batches (each has at most one batch out). One: on a loopback
+/// link the trips' CPU, not their latency, bounds throughput, and a second sender halved the
+/// keys per trip and lost throughput (`farmem-bench hashtable`, 25%: ratio 0.084 vs 0.115).
+const MISS_SENDERS: usize = 1;
 
 /// At most this many cache shards; a small cache gets fewer, so each can still hold entries.
 const MAX_CACHE_SHARDS: usize = 64;
@@ -173,15 +179,17 @@ pub struct HashCacheStats {
 
 struct MapShared {
     backend: Arc<dyn Backend>,
-    combiner: MissCombiner,
+    combiner: Arc<MissCombiner>,
     ds: u16,
     shards: Box<[Mutex<CacheShard>]>,
 }
 
 /// A concurrent far-memory hash map from `K` to `V` (see the module note): the index on the
 /// memory server, hot entries in a bounded local CLOCK cache, writes through. Cloning gives
-/// another handle to the same map (share it with green threads; over a `TcpBackend`, turn on
-/// `TcpBackendConfig::green_relay` so a round trip parks only its green thread).
+/// another handle to the same map (share it with green threads). Lookups that miss park only
+/// their green thread (the map's sender thread does the round trip); `put`, `remove` and `len`
+/// call the backend from the caller, so over a `TcpBackend` turn on
+/// `TcpBackendConfig::green_relay` for those to park only their green thread too.
 pub struct RemHashMap<K, V> {
     shared: Arc<MapShared>,
     _types: PhantomData<fn() -> (K, V)>,
@@ -198,9 +206,9 @@ impl<K, V> Clone for RemHashMap<K, V> {
 
 impl<K: MapBytes, V: MapBytes> RemHashMap<K, V> {
     /// An empty map on `backend`'s server with a local cache of at most `cache_bytes`
-    /// (0: no cache). One round trip checks that the server runs the hash index: a backend
-    /// without remote functions fails with `Unsupported`, a server without `hash_index` with
-    /// `NotFound`.
+    /// (0: no cache) and one sender thread for its misses. One round trip checks that the
+    /// server runs the hash index: a backend without remote functions fails with `Unsupported`,
+    /// a server without `hash_index` with `NotFound`.
     pub fn new(backend: Arc<dyn Backend>, cache_bytes: usize) -> Result<RemHashMap<K, V>> {
         let ds = NEXT_MAP_DS.fetch_add(1, Ordering::Relaxed);
         let ds = u16::try_from(ds).map_err(|_| {
@@ -219,7 +227,7 @@ impl<K: MapBytes, V: MapBytes> RemHashMap<K, V> {
         let map = RemHashMap {
             shared: Arc::new(MapShared {
                 backend,
-                combiner: MissCombiner::default(),
+                combiner: Arc::new(MissCombiner::default()),
                 ds,
                 shards: (0..shards)
                     .map(|_| Mutex::new(CacheShard::new(per_shard, fixed)))
@@ -228,6 +236,21 @@ impl<K: MapBytes, V: MapBytes> RemHashMap<K, V> {
             _types: PhantomData,
         };
         map.len()?;
+        let backend = map.shared.backend.clone();
+        let send = move |keys: &[&[u8]]| -> Result<Vec<Option<Vec<u8>>>> {
+            let keys = keys.to_vec();
+            let n = keys.len();
+            let r = remote(&*backend, ds, HashOp::GetMany { keys })?;
+            Ok(decode_get_many(&r, n)?
+                .into_iter()
+                .map(|v| v.map(<[u8]>::to_vec))
+                .collect())
+        };
+        map.shared.combiner.start(
+            MISS_SENDERS,
+            &format!("farmem-map{ds}-miss"),
+            Arc::new(send),
+        )?;
         Ok(map)
     }
 
@@ -239,11 +262,7 @@ impl<K: MapBytes, V: MapBytes> RemHashMap<K, V> {
     }
 
     fn remote(&self, op: HashOp<'_>) -> Result<Vec<u8>> {
-        let body = op.encode_body()?;
-        self.shared
-            .backend
-            .compute(self.shared.ds, HASH_INDEX_FUNCTION, &body)
-            .map_err(|e| e.with_context(format!("hash map {}", self.shared.ds)))
+        remote(&*self.shared.backend, self.shared.ds, op)
     }
 
     /// The value of `key`, from the cache or with one round trip to the server.
@@ -260,16 +279,7 @@ impl<K: MapBytes, V: MapBytes> RemHashMap<K, V> {
             shard.misses += 1;
             shard.epoch
         };
-        let send = |keys: &[&[u8]]| -> Result<Vec<Option<Vec<u8>>>> {
-            let r = self.remote(HashOp::GetMany {
-                keys: keys.to_vec(),
-            })?;
-            Ok(decode_get_many(&r, keys.len())?
-                .into_iter()
-                .map(|v| v.map(<[u8]>::to_vec))
-                .collect())
-        };
-        let Some(vb) = self.shared.combiner.fetch(kb, &send)? else {
+        let Some(vb) = self.shared.combiner.fetch(kb)? else {
             return Ok(None);
         };
         let value = V::from_map_bytes(&vb)?;
@@ -350,6 +360,19 @@ impl<K: MapBytes, V: MapBytes> RemHashMap<K, V> {
             }
         }
         s
+    }
+}
+
+fn remote(backend: &dyn Backend, ds: u16, op: HashOp<'_>) -> Result<Vec<u8>> {
+    let body = op.encode_body()?;
+    backend
+        .compute(ds, HASH_INDEX_FUNCTION, &body)
+        .map_err(|e| e.with_context(format!("hash map {ds}")))
+}
+
+impl Drop for MapShared {
+    fn drop(&mut self) {
+        self.combiner.close();
     }
 }
 
