@@ -115,6 +115,41 @@ fn differential_with_pod_values_in_fixed_size_slots() {
 }
 
 #[test]
+fn dropping_the_last_handle_frees_the_maps_bytes_on_the_server() {
+    let srv = server(64 << 20);
+    let backend = tcp(&srv, false);
+    let map: RemHashMap<u64, [u8; 100]> = RemHashMap::new(backend.clone(), 4 << 10).unwrap();
+    let empty = srv.stats();
+    for k in 0..500u64 {
+        map.put(&k, &[k as u8; 100]).unwrap();
+    }
+    let full = srv.stats();
+    assert!(full.used_bytes >= empty.used_bytes + 500 * 100, "{full:?}");
+    let other = map.clone();
+    drop(map);
+    assert_eq!(
+        other.get(&7).unwrap(),
+        Some([7; 100]),
+        "a clone keeps the map alive"
+    );
+    drop(other);
+    // The clear goes out from the map's sender thread after the drop: wait for it (bounded).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while srv.stats().used_bytes != empty.used_bytes && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let after = srv.stats();
+    assert_eq!(
+        (after.used_bytes, after.objects),
+        (empty.used_bytes, empty.objects),
+        "{after:?}"
+    );
+    // The backend and the server are fine for the next map.
+    let next: RemHashMap<u64, u64> = RemHashMap::new(backend, 0).unwrap();
+    assert!(next.put(&1, &2).unwrap());
+}
+
+#[test]
 fn string_keys_pod_values_and_a_far_memory_constructor() {
     let srv = server(16 << 20);
     let fm = FarMemory::new(

@@ -21,7 +21,9 @@
 //! The queue's state lives under one mutex; a waiter's answer lands in its own `Miss` and the
 //! waiter is woken through its `Unparker` (a token: an unpark before the park is not lost; the
 //! park still has a timeout so a bug can cost latency, never a hang). The sender exits after
-//! [`MissCombiner::close`] once the queue is empty, so no queued miss is left unanswered.
+//! [`MissCombiner::close`] once the queue is empty, so no queued miss is left unanswered; the
+//! last one to exit runs the map's farewell (the server-side `clear`), so dropping a map never
+//! waits for a round trip.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,6 +45,9 @@ pub(super) type MissAnswer = Result<Option<Vec<u8>>>;
 
 /// One `get-many` round trip: the answers to `keys`, in order.
 pub(super) type SendBatch = dyn Fn(&[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> + Send + Sync;
+
+/// What the last sender to exit runs (the map's `clear` on the server).
+pub(super) type Farewell = Box<dyn FnOnce() + Send>;
 
 /// One queued miss: its key, where its answer lands, and who to wake.
 struct Miss {
@@ -70,6 +75,10 @@ struct Queue {
     idle: usize,
     /// The map is gone: senders exit once the queue is empty.
     closed: bool,
+    /// Senders still running.
+    running: usize,
+    /// Run by the last sender to exit.
+    farewell: Option<Farewell>,
 }
 
 /// The miss queue of one map, its counters, and the condition its senders wait on.
@@ -98,13 +107,19 @@ impl MissCombiner {
     }
 
     /// Starts `senders` sender threads that answer the queued misses through `send`; they exit
-    /// after [`MissCombiner::close`].
+    /// after [`MissCombiner::close`], and the last one to go runs `farewell`.
     pub(super) fn start(
         self: &Arc<Self>,
         senders: usize,
         name: &str,
         send: Arc<SendBatch>,
+        farewell: Farewell,
     ) -> Result<Vec<std::thread::JoinHandle<()>>> {
+        {
+            let mut q = self.queue();
+            q.running += senders;
+            q.farewell = Some(farewell);
+        }
         (0..senders)
             .map(|i| {
                 let (me, send) = (self.clone(), send.clone());
@@ -156,6 +171,16 @@ impl MissCombiner {
                 let mut q = self.queue();
                 while q.misses.is_empty() {
                     if q.closed {
+                        q.running -= 1;
+                        let farewell = if q.running == 0 {
+                            q.farewell.take()
+                        } else {
+                            None
+                        };
+                        drop(q);
+                        if let Some(f) = farewell {
+                            f();
+                        }
                         return;
                     }
                     q.idle += 1;
@@ -221,7 +246,9 @@ mod tests {
                 .map(|k| (k[0] % 3 != 0).then(|| vec![k[0]; 2]))
                 .collect())
         };
-        let senders = c.start(1, "test-miss", Arc::new(send)).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let farewell = Box::new(move || tx.send(()).unwrap_or(()));
+        let senders = c.start(2, "test-miss", Arc::new(send), farewell).unwrap();
         let askers: Vec<_> = (0..16u8)
             .map(|t| {
                 let c = c.clone();
@@ -239,10 +266,16 @@ mod tests {
         }
         let batches = c.batches();
         assert!((1..=16 * 50).contains(&batches), "{batches}");
+        assert!(rx.try_recv().is_err(), "no farewell before close");
         c.close();
         for s in senders {
             s.join().unwrap();
         }
+        assert_eq!(
+            rx.try_iter().count(),
+            1,
+            "the last sender says farewell once"
+        );
         assert!(c.fetch(&[1]).is_err(), "a closed queue answers at once");
     }
 
@@ -256,7 +289,9 @@ mod tests {
                 Ok(vec![None; keys.len() + 1]) // one answer too many
             }
         };
-        let senders = c.start(1, "test-miss", Arc::new(send)).unwrap();
+        let senders = c
+            .start(1, "test-miss", Arc::new(send), Box::new(|| ()))
+            .unwrap();
         assert!(c.fetch(&[]).unwrap_err().context().contains("refused"));
         assert!(c.fetch(&[1]).unwrap_err().context().contains("answers"));
         c.close();

@@ -46,7 +46,10 @@
 //!   one `get-many` round trip, hands each waiter its answer and unparks it, and takes the next
 //!   batch at once if misses arrived meanwhile. Many green threads share each trip, which is
 //!   what bounds throughput on a loopback link: a round trip's syscalls and thread wake-ups cost
-//!   far more than one more key in the frame. The thread exits when the last handle drops.
+//!   far more than one more key in the frame.
+//! - **Dropping the last handle drops the data**: the sender thread exits and, on its way out,
+//!   sends `clear`, which removes the map's objects on the server and frees their bytes
+//!   (asynchronously: `drop` never waits for a round trip).
 //!
 //! # Keeping the cache coherent with concurrent writers
 //!
@@ -93,8 +96,8 @@ const MAX_CACHE_SHARDS: usize = 64;
 const BYTES_PER_SHARD: usize = 16 << 10;
 
 /// Map data-structure ids live above the containers' ids (`MAX_DS_ID`), so the two never meet;
-/// they are never reused within a process because a remote function cannot delete a map's
-/// buckets (a reused id would see the old entries).
+/// they are never reused within a process because a dropped map's entries are cleared on the
+/// server asynchronously (a reused id could still see old entries).
 static NEXT_MAP_DS: AtomicU32 = AtomicU32::new(MAX_DS_ID as u32 + 1);
 
 /// Keys and values a [`RemHashMap`] can hold: anything with a canonical byte form.
@@ -246,10 +249,18 @@ impl<K: MapBytes, V: MapBytes> RemHashMap<K, V> {
                 .map(|v| v.map(<[u8]>::to_vec))
                 .collect())
         };
+        // Once the last handle is gone nothing can reach the entries (map ids are not reused):
+        // the sender's farewell drops them on the server.
+        let backend = map.shared.backend.clone();
+        let farewell = move || {
+            // Nobody is left to report an error to; a server that is gone has dropped them.
+            let _ = remote(&*backend, ds, HashOp::Clear);
+        };
         map.shared.combiner.start(
             MISS_SENDERS,
             &format!("farmem-map{ds}-miss"),
             Arc::new(send),
+            Box::new(farewell),
         )?;
         Ok(map)
     }
