@@ -4,8 +4,10 @@
 //! threads in the same run. Target: at 25% local, ≥ 40% of the all-local throughput.
 //!
 //! "Data" is the entries' key and value bytes (72 B each); the cache bound is that fraction of
-//! it, and the cache charges its own per-entry overhead too (`ENTRY_OVERHEAD_BYTES` and the key
-//! twice), so it holds fewer entries than the fraction suggests (reported per row). The memory
+//! it, and the cache charges its own overhead too (for these fixed-size entries a reference byte
+//! each, its slot table and its admission sketch), so it holds fewer entries than the fraction
+//! suggests (reported per row). "us per trip" is the mean time of one `get-many` round trip as
+//! the map's miss sender saw it. The memory
 //! server runs as its own process (`--embedded`: in this process). Each fraction gets its own
 //! map (loaded by the same green threads, one `put` round trip each), a warm-up pass that fills
 //! the cache, then `--samples` timed passes interleaved with baseline passes; medians reported.
