@@ -398,7 +398,9 @@ impl<K, V> std::fmt::Debug for RemHashMap<K, V> {
 impl FarMemory {
     /// A far-memory hash map on this instance's backend (which must run remote functions: a
     /// [`TcpBackend`](crate::TcpBackend) to a `farmem-server`), caching at most `cache_bytes`
-    /// of hot entries locally. See [`RemHashMap`].
+    /// of hot entries locally. The cache is on the heap, in addition to this instance's local
+    /// budget (`Config::local_bytes`), not carved out of it: size the two together. See
+    /// [`RemHashMap`].
     pub fn hash_map<K: MapBytes, V: MapBytes>(
         &self,
         cache_bytes: usize,
