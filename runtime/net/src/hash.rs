@@ -27,7 +27,11 @@
 //!   op 4 len                            → result: count u64
 //!   op 5 get-many  count u32, key bytes × count
 //!                                       → result: count u32, then per key 0 | 1 value bytes
+//!   op 6 clear                          → result: count u64 of the entries dropped
 //! ```
+//!
+//! `clear` removes every object of the map's data structure (buckets and meta): a client sends
+//! it when the last handle of its map drops, so a dropped map leaves no entries on the server.
 //!
 //! `bytes` is a `u32` length then the bytes ([`crate::wire`]). The data-structure id comes first
 //! so the object layer's `Backend::compute` can prefix the server's id for its own `ds` (the
@@ -113,6 +117,8 @@ pub enum HashOp<'a> {
         /// The keys.
         keys: Vec<&'a [u8]>,
     },
+    /// Drop every entry and free their bytes (the map is gone).
+    Clear,
 }
 
 /// A decoded call: the server's data-structure id and the operation.
@@ -166,6 +172,9 @@ impl<'a> HashOp<'a> {
                     w.bytes(key);
                 }
             }
+            HashOp::Clear => {
+                w.u8(6);
+            }
         }
         Ok(out)
     }
@@ -210,10 +219,11 @@ impl<'a> HashCall<'a> {
                 }
                 HashOp::GetMany { keys }
             }
+            6 => HashOp::Clear,
             other => {
                 return Err(Error::new(
                     ErrorKind::Protocol,
-                    format!("hash-index call: unknown op {other} (known: 1 get, 2 put, 3 remove, 4 len, 5 get-many)"),
+                    format!("hash-index call: unknown op {other} (known: 1 get, 2 put, 3 remove, 4 len, 5 get-many, 6 clear)"),
                 ))
             }
         };
@@ -373,6 +383,7 @@ mod tests {
             HashOp::GetMany {
                 keys: vec![b"a", b"", b"ccc"],
             },
+            HashOp::Clear,
         ];
         for op in calls {
             let call = HashCall { ds: 77, op };

@@ -76,6 +76,80 @@ fn differential_against_std_hashmap_with_a_small_cache() {
 }
 
 #[test]
+fn differential_with_pod_values_in_fixed_size_slots() {
+    // Pod keys and values take the cache's fixed-slot store; evictions, replacements and
+    // removals must keep every cached entry equal to the model's.
+    let srv = server(64 << 20);
+    let map: RemHashMap<u64, [u64; 4]> = RemHashMap::new(tcp(&srv, false), 6 << 10).unwrap();
+    let mut model: HashMap<u64, [u64; 4]> = HashMap::new();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+    for step in 0..6000u64 {
+        let u: f64 = rng.gen();
+        let k = (u * u * 2000.0) as u64;
+        match rng.gen_range(0..100) {
+            0..=59 => assert_eq!(
+                map.get(&k).unwrap(),
+                model.get(&k).copied(),
+                "get {k} at {step}"
+            ),
+            60..=84 => {
+                let v = [step, k, rng.gen(), 7];
+                assert_eq!(map.put(&k, &v).unwrap(), model.insert(k, v).is_none());
+            }
+            _ => assert_eq!(map.remove(&k).unwrap(), model.remove(&k).is_some()),
+        }
+    }
+    for k in 0..2000 {
+        assert_eq!(
+            map.get(&k).unwrap(),
+            model.get(&k).copied(),
+            "final get {k}"
+        );
+    }
+    let stats = map.cache_stats();
+    assert!(
+        stats.hits > 0 && stats.misses > 0 && stats.entries > 50,
+        "{stats:?}"
+    );
+    assert!(stats.bytes <= 6 << 10, "{stats:?}");
+}
+
+#[test]
+fn dropping_the_last_handle_frees_the_maps_bytes_on_the_server() {
+    let srv = server(64 << 20);
+    let backend = tcp(&srv, false);
+    let map: RemHashMap<u64, [u8; 100]> = RemHashMap::new(backend.clone(), 4 << 10).unwrap();
+    let empty = srv.stats();
+    for k in 0..500u64 {
+        map.put(&k, &[k as u8; 100]).unwrap();
+    }
+    let full = srv.stats();
+    assert!(full.used_bytes >= empty.used_bytes + 500 * 100, "{full:?}");
+    let other = map.clone();
+    drop(map);
+    assert_eq!(
+        other.get(&7).unwrap(),
+        Some([7; 100]),
+        "a clone keeps the map alive"
+    );
+    drop(other);
+    // The clear goes out from the map's sender thread after the drop: wait for it (bounded).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while srv.stats().used_bytes != empty.used_bytes && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let after = srv.stats();
+    assert_eq!(
+        (after.used_bytes, after.objects),
+        (empty.used_bytes, empty.objects),
+        "{after:?}"
+    );
+    // The backend and the server are fine for the next map.
+    let next: RemHashMap<u64, u64> = RemHashMap::new(backend, 0).unwrap();
+    assert!(next.put(&1, &2).unwrap());
+}
+
+#[test]
 fn string_keys_pod_values_and_a_far_memory_constructor() {
     let srv = server(16 << 20);
     let fm = FarMemory::new(
@@ -158,8 +232,8 @@ fn concurrent_green_threads_read_write_and_remove() {
 
 #[test]
 fn uncached_misses_from_many_green_threads_share_round_trips() {
-    // No cache: every get is a miss, so the combiner batches, hands the lead on and answers
-    // every waiter with its own key's value.
+    // No cache: every get is a miss, so the sender thread batches them and answers every
+    // waiter with its own key's value.
     let srv = server(64 << 20);
     let map: RemHashMap<u64, u64> = RemHashMap::new(tcp(&srv, true), 0).unwrap();
     for k in 0..500u64 {

@@ -18,7 +18,7 @@
 //! | `sum_u64` | wrapping sum of every object read as little-endian `u64` words           |
 //! | `column`  | args/result: `farmem_net::compute::ColumnCall` / `ColumnResult` encodings: count, sum, min, max, mean, median, unique, histogram, buckets, filter, count-where, gather, map and pairwise ops on a chunked column ([`crate::columns`]) |
 //! | `column_at` | as `column`, with the arguments prefixed by the input column's data-structure id (u64 LE), as `Backend::compute` sends them; single-column ops only |
-//! | `hash_index` | args/result: `farmem_net::hash` encodings: get, put, remove, len on a far-memory hash map's server-side index ([`crate::hash_index`]) |
+//! | `hash_index` | args/result: `farmem_net::hash` encodings: get, put, remove, len, get-many, clear on a far-memory hash map's server-side index ([`crate::hash_index`]) |
 //!
 //! # How to add one
 //!

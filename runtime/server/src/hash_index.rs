@@ -16,8 +16,10 @@
 //! (bucket, count). Readers never wait for it. Maps on different stripes mutate in parallel.
 //!
 //! A `remove` that empties a bucket leaves a zero-length bucket object (charged the store's
-//! per-object overhead) because a remote function may write but not delete objects; a later
-//! `put` of a key with that hash reuses it.
+//! per-object overhead) because a remote function may write objects but not delete single ones;
+//! a later `put` of a key with that hash reuses it. `clear` (sent when a client drops its map)
+//! empties the whole structure through [`StoreView::clear`], under the stripe lock, so no
+//! `put` of the map interleaves with it.
 
 use std::sync::{Mutex, MutexGuard};
 
@@ -155,6 +157,12 @@ impl RemoteFunction for HashIndex {
                 }
                 Ok(vec![u8::from(!found)])
             }
+            HashOp::Clear => {
+                let _stripe = self.lock(ds);
+                let n = count(store, ds)?;
+                store.clear(ds)?;
+                Ok(n.to_le_bytes().to_vec())
+            }
             HashOp::Remove { key } => {
                 let _stripe = self.lock(ds);
                 let (bucket, found) = rebuild(store, ds, key, None)?;
@@ -209,6 +217,16 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::OutOfFarMemory);
         assert_eq!(s.used(), used);
         assert_eq!(decode_len(&call(&h, &s, HashOp::Len).unwrap()).unwrap(), 1);
+        // Clear drops the entries, the count and every byte they held.
+        assert_eq!(
+            decode_len(&call(&h, &s, HashOp::Clear).unwrap()).unwrap(),
+            1
+        );
+        assert_eq!((s.used(), s.object_count()), (0, 0));
+        assert_eq!(decode_len(&call(&h, &s, HashOp::Len).unwrap()).unwrap(), 0);
+        let g = call(&h, &s, HashOp::Get { key: b"b" }).unwrap();
+        assert_eq!(decode_get(&g).unwrap(), None);
+        assert!(decode_flag(&put(b"b", b"4").unwrap()).unwrap());
         // Missing data structure and garbage arguments.
         let args = HashCall {
             ds: 6,

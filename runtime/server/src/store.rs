@@ -156,6 +156,19 @@ impl Store {
         Ok(())
     }
 
+    /// Removes every object of `ds` (the structure stays, empty) and frees their bytes; returns
+    /// how many there were.
+    pub fn clear_ds(&self, ds: DsId) -> Result<u64> {
+        let structure = self.ds(ds)?;
+        let mut inner = write(&structure.inner);
+        let bytes: u64 = inner.objects.values().map(|v| charge(v.len())).sum();
+        let count = inner.objects.len() as u64;
+        inner.objects = HashMap::new();
+        self.release(bytes);
+        self.objects.fetch_sub(count, Ordering::Relaxed);
+        Ok(count)
+    }
+
     /// Destroys data structure `ds` and frees its objects.
     pub fn destroy_ds(&self, ds: DsId) -> Result<()> {
         let removed = write(&self.structures).remove(&ds);
@@ -324,7 +337,8 @@ impl Store {
 }
 
 /// What a remote function may see of the store: read access to objects, plus
-/// [`StoreView::write_objects`] into data structures that already exist.
+/// [`StoreView::write_objects`] into data structures that already exist and
+/// [`StoreView::clear`] of one.
 pub struct StoreView<'a> {
     store: &'a Store,
 }
@@ -377,6 +391,14 @@ impl<'a> StoreView<'a> {
     /// lock and this waits for its write lock.
     pub fn write_objects(&self, ds: DsId, objects: &[(ObjectId, &[u8])]) -> Result<()> {
         self.store.write_batch(ds, objects)
+    }
+
+    /// Removes every object of the existing data structure `ds` and frees their bytes (the
+    /// structure stays, empty); returns how many there were. For a function that owns a whole
+    /// structure, such as the hash index dropping a map whose client is gone. The same lock rule
+    /// as [`StoreView::write_objects`] applies.
+    pub fn clear(&self, ds: DsId) -> Result<u64> {
+        self.store.clear_ds(ds)
     }
 }
 

@@ -1,7 +1,7 @@
 //! The `hash_index` remote function over the wire: put/get/remove/len through
 //! `Client::compute`, a full server answers `OutOfFarMemory` and keeps its entries, malformed
-//! arguments cost only their own request, and concurrent writers from many connections keep
-//! the count exact.
+//! arguments cost only their own request, concurrent writers from many connections keep the
+//! count exact, and `clear` gives every byte of a map back.
 
 use std::sync::Arc;
 
@@ -71,6 +71,49 @@ fn hash_index_over_the_wire_and_full_server() {
     assert_eq!(
         decode_len(&call(&c, 9, HashOp::Len).unwrap()).unwrap(),
         n - 1
+    );
+    server.shutdown();
+}
+
+#[test]
+fn clear_frees_a_maps_bytes_and_leaves_other_maps_alone() {
+    let server = Server::start(ServerConfig::new("127.0.0.1:0", 1 << 20, TOKEN)).unwrap();
+    let c = Client::connect(server.addr(), &ClientConfig::new(TOKEN)).unwrap();
+    c.create_ds(4, 0).unwrap();
+    c.create_ds(5, 0).unwrap();
+    let put = |ds: u64, k: u64| {
+        let key = k.to_le_bytes();
+        call(
+            &c,
+            ds,
+            HashOp::Put {
+                key: &key,
+                value: &[1; 100],
+            },
+        )
+        .unwrap();
+    };
+    put(5, 1);
+    let one_map = server.stats();
+    for k in 0..300 {
+        put(4, k);
+    }
+    assert!(server.stats().used_bytes > one_map.used_bytes + 300 * 100);
+    assert_eq!(
+        decode_len(&call(&c, 4, HashOp::Clear).unwrap()).unwrap(),
+        300
+    );
+    let after = server.stats();
+    assert_eq!(
+        (after.used_bytes, after.objects),
+        (one_map.used_bytes, one_map.objects)
+    );
+    assert_eq!(decode_len(&call(&c, 4, HashOp::Len).unwrap()).unwrap(), 0);
+    assert_eq!(decode_len(&call(&c, 5, HashOp::Len).unwrap()).unwrap(), 1);
+    // Clearing a map that does not exist is NotFound, like every other op.
+    assert_eq!(
+        call(&c, 77, HashOp::Clear).unwrap_err().kind(),
+        ErrorKind::NotFound
     );
     server.shutdown();
 }

@@ -1,0 +1,433 @@
+//! `RemHashMap`: a concurrent far-memory hash map whose authoritative index lives on the memory
+//! server, with a bounded CLOCK cache of hot entries on this side.
+//!
+//! # Where things are
+//!
+//! ```text
+//!   client                                            memory server
+//!   RemHashMap ── shards[key_hash >> 32 % n] ─┐       data structure `ds`
+//!     Mutex<CacheShard>  (cache.rs)            │      ├─ bucket objects (key_hash | 1<<63)
+//!       entries: fixed slots or byte ring      │      └─ meta object (entry count)
+//!       sketch, epoch, writes_in_flight        │ miss: (`hash_index`, farmem_server::hash_index)
+//!   MissCombiner (combine.rs) ─ get-many ──────┴────▶ get / put / remove / len / get-many
+//! ```
+//!
+//! - **Server-side index** (AIFM's remote agent, OSDI'20 §4.4): `get`, `put`, `remove` and `len`
+//!   are one `compute("hash_index", ..)` round trip each; the server looks the key up in its own
+//!   hash table (the store's per-structure `HashMap`, which grows by itself: resizing is the
+//!   server's business and never blocks a client's cache). A local miss never walks remote
+//!   buckets.
+//! - **Write-through**: a `put` or `remove` returns once the server has applied it, so the server
+//!   is always authoritative and a dropped cache entry is never a lost write (no dirty bits, no
+//!   write-back on eviction). Writes are rare in the workloads this map is for (lookup-heavy
+//!   indexes); a write costs one round trip either way.
+//! - **Bounded CLOCK cache** (second-chance, as AIFM's hot/cold bit; layout in `cache.rs`): each
+//!   shard holds entries up to `cache_bytes / n` (n = 1..64 shards, one per 16 KiB). Keys and
+//!   values of fixed size ([`MapBytes::FIXED_LEN`]: every `Pod` type) live in fixed-size slots
+//!   of one array found through an open-addressing table, charged their real bytes (key, value
+//!   and a reference byte, plus the table); byte strings are charged `2·key + value + ENTRY_OVERHEAD_BYTES`. A hit
+//!   sets the entry's reference bit; an insert into a full shard sweeps the hand, clearing bits
+//!   until an unreferenced victim comes up, and the newcomer takes the victim's slot.
+//!   **Admission** (TinyLFU): a per-shard count-min sketch of recent accesses (charged to the
+//!   bound) keeps a new entry out when the victim is accessed at least as often, so one-off keys
+//!   do not flush hot ones. Shards too small to pay for a sketch (an eighth of the shard) are
+//!   plain CLOCK. We use this rather than objects in the local log because entries are tiny (a
+//!   log object per entry would carry a header and pointer word each, and the evacuator's
+//!   per-region scan buys nothing for a cache that can simply drop clean entries).
+//! - **The bound is the map's own**, separate from the [`FarMemory`] instance's local budget
+//!   (`Config::local_bytes`, which bounds the local log of the object containers): a map's cache
+//!   lives on the heap, beside the log, so the process's far-memory footprint is the local
+//!   budget plus every map's `cache_bytes`. Size the two together (the benchmark gives the cache
+//!   the whole "local memory" share). Every byte the cache holds is charged, so
+//!   [`HashCacheStats::bytes`] never passes `cache_bytes`.
+//! - **Coalesced misses on a sender thread** (flat combining; `combine.rs`): a miss queues its
+//!   key and parks its green thread; the map's sender thread (an OS thread, so it waits for the
+//!   server without a relay hop and without holding a green thread) sends everything queued as
+//!   one `get-many` round trip, hands each waiter its answer and unparks it, and takes the next
+//!   batch at once if misses arrived meanwhile. Many green threads share each trip, which is
+//!   what bounds throughput on a loopback link: a round trip's syscalls and thread wake-ups cost
+//!   far more than one more key in the frame.
+//! - **Dropping the last handle drops the data**: the sender thread exits and, on its way out,
+//!   sends `clear`, which removes the map's objects on the server and frees their bytes
+//!   (asynchronously: `drop` never waits for a round trip).
+//!
+//! # Keeping the cache coherent with concurrent writers
+//!
+//! Each shard has an `epoch` and a count of `writes_in_flight`. A writer, under the shard lock,
+//! drops the key, bumps `epoch` and increments `writes_in_flight`; after the server answered it
+//! bumps `epoch` again and decrements. A reader that missed remembers `epoch` before its round
+//! trip and fills the cache only if `epoch` is unchanged and no write is in flight: then no write
+//! to the shard overlapped its round trip, so the value it read is still the server's. A writer
+//! fills the cache with its own value only if it was the only write in flight and no other write
+//! started after it (then its write is the last one the server applied to the key). So a cached
+//! entry is never older than the server's value at any time after the write that replaced it
+//! returned.
+
+mod cache;
+mod combine;
+
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use farmem_error::{Error, ErrorKind, Result};
+use farmem_net::hash::{
+    decode_flag, decode_get_many, decode_len, key_hash, HashOp, HASH_INDEX_FUNCTION,
+};
+
+use crate::backend::Backend;
+use crate::memory::FarMemory;
+use crate::pod::Pod;
+use crate::pointer::MAX_DS_ID;
+
+use cache::CacheShard;
+pub use cache::ENTRY_OVERHEAD_BYTES;
+use combine::MissCombiner;
+
+/// Threads that send a map's miss batches (each has at most one batch out). One: on a loopback
+/// link the trips' CPU, not their latency, bounds throughput, and a second sender halved the
+/// keys per trip and lost throughput (`farmem-bench hashtable`, 25%: ratio 0.084 vs 0.115).
+const MISS_SENDERS: usize = 1;
+
+/// At most this many cache shards; a small cache gets fewer, so each can still hold entries.
+const MAX_CACHE_SHARDS: usize = 64;
+
+/// One cache shard per this many bytes of cache, up to [`MAX_CACHE_SHARDS`].
+const BYTES_PER_SHARD: usize = 16 << 10;
+
+/// Map data-structure ids live above the containers' ids (`MAX_DS_ID`), so the two never meet;
+/// they are never reused within a process because a dropped map's entries are cleared on the
+/// server asynchronously (a reused id could still see old entries).
+static NEXT_MAP_DS: AtomicU32 = AtomicU32::new(MAX_DS_ID as u32 + 1);
+
+/// Keys and values a [`RemHashMap`] can hold: anything with a canonical byte form.
+/// Implemented for every [`Pod`] type (its bytes), `Vec<u8>` and `String`.
+pub trait MapBytes: Sized + Send + Sync + 'static {
+    /// The bytes stored on the server (and hashed, for keys).
+    fn map_bytes(&self) -> &[u8];
+    /// Rebuilds a value from its bytes; a wrong size or encoding is `InvalidArgument`.
+    fn from_map_bytes(bytes: &[u8]) -> Result<Self>;
+    /// `Some(n)` when every value of the type is `n` bytes (then the cache keeps the entries
+    /// in fixed-size slots, charging their real bytes); `None` for variable-size types.
+    const FIXED_LEN: Option<usize> = None;
+}
+
+impl<T: Pod> MapBytes for T {
+    const FIXED_LEN: Option<usize> = Some(std::mem::size_of::<T>());
+
+    fn map_bytes(&self) -> &[u8] {
+        // SAFETY: (1) `self` is a valid `T` borrowed for the returned lifetime; (2) `Pod` types
+        // are plain data copied bytewise by every container, so all `size_of::<T>()` bytes are
+        // initialized (the `Pod` contract excludes padding-carrying layouts in practice: it is
+        // implemented for primitives and arrays of them).
+        unsafe {
+            std::slice::from_raw_parts((self as *const T).cast::<u8>(), std::mem::size_of::<T>())
+        }
+    }
+
+    fn from_map_bytes(bytes: &[u8]) -> Result<T> {
+        if bytes.len() != std::mem::size_of::<T>() {
+            return Err(Error::invalid(format!(
+                "hash map entry has {} bytes but its type {} has {}: was the map written with \
+                 another value type?",
+                bytes.len(),
+                std::any::type_name::<T>(),
+                std::mem::size_of::<T>()
+            )));
+        }
+        // SAFETY: `bytes` holds exactly `size_of::<T>()` bytes and every bit pattern is a valid
+        // `T` (`Pod`); `read_unaligned` needs no alignment.
+        Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+    }
+}
+
+impl MapBytes for Vec<u8> {
+    fn map_bytes(&self) -> &[u8] {
+        self
+    }
+
+    fn from_map_bytes(bytes: &[u8]) -> Result<Vec<u8>> {
+        Ok(bytes.to_vec())
+    }
+}
+
+impl MapBytes for String {
+    fn map_bytes(&self) -> &[u8] {
+        self.as_bytes()
+    }
+
+    fn from_map_bytes(bytes: &[u8]) -> Result<String> {
+        String::from_utf8(bytes.to_vec())
+            .map_err(|e| Error::invalid(format!("hash map entry is not UTF-8: {e}")))
+    }
+}
+
+/// What the local cache of a [`RemHashMap`] did so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HashCacheStats {
+    /// Lookups answered locally.
+    pub hits: u64,
+    /// Lookups that went to the server.
+    pub misses: u64,
+    /// `get-many` round trips that carried those misses (misses / batches = keys per trip).
+    pub miss_batches: u64,
+    /// Nanoseconds those round trips took, summed (÷ `miss_batches` = the mean trip).
+    pub miss_trip_nanos: u64,
+    /// Entries cached now.
+    pub entries: u64,
+    /// Bytes charged against the cache bound now (entries, and for fixed-size entries the
+    /// slot table; the admission sketch): at most the bound.
+    pub bytes: u64,
+}
+
+struct MapShared {
+    backend: Arc<dyn Backend>,
+    combiner: Arc<MissCombiner>,
+    ds: u16,
+    shards: Box<[Mutex<CacheShard>]>,
+}
+
+/// A concurrent far-memory hash map from `K` to `V` (see the module note): the index on the
+/// memory server, hot entries in a bounded local CLOCK cache, writes through. Cloning gives
+/// another handle to the same map (share it with green threads). Lookups that miss park only
+/// their green thread (the map's sender thread does the round trip); `put`, `remove` and `len`
+/// call the backend from the caller, so over a `TcpBackend` turn on
+/// `TcpBackendConfig::green_relay` for those to park only their green thread too.
+pub struct RemHashMap<K, V> {
+    shared: Arc<MapShared>,
+    _types: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K, V> Clone for RemHashMap<K, V> {
+    fn clone(&self) -> Self {
+        RemHashMap {
+            shared: self.shared.clone(),
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<K: MapBytes, V: MapBytes> RemHashMap<K, V> {
+    /// An empty map on `backend`'s server with a local cache of at most `cache_bytes`
+    /// (0: no cache) and one sender thread for its misses. One round trip checks that the
+    /// server runs the hash index: a backend without remote functions fails with `Unsupported`,
+    /// a server without `hash_index` with `NotFound`.
+    pub fn new(backend: Arc<dyn Backend>, cache_bytes: usize) -> Result<RemHashMap<K, V>> {
+        let ds = NEXT_MAP_DS.fetch_add(1, Ordering::Relaxed);
+        let ds = u16::try_from(ds).map_err(|_| {
+            Error::new(
+                ErrorKind::OutOfLocalMemory,
+                format!(
+                    "this process has created {} hash maps, all map ids are used: reuse maps \
+                     instead of creating new ones",
+                    u32::from(u16::MAX) - MAX_DS_ID as u32
+                ),
+            )
+        })?;
+        let shards = (cache_bytes / BYTES_PER_SHARD).clamp(1, MAX_CACHE_SHARDS);
+        let per_shard = cache_bytes / shards;
+        let fixed = K::FIXED_LEN.zip(V::FIXED_LEN);
+        let map = RemHashMap {
+            shared: Arc::new(MapShared {
+                backend,
+                combiner: Arc::new(MissCombiner::default()),
+                ds,
+                shards: (0..shards)
+                    .map(|_| Mutex::new(CacheShard::new(per_shard, fixed)))
+                    .collect(),
+            }),
+            _types: PhantomData,
+        };
+        map.len()?;
+        let backend = map.shared.backend.clone();
+        let send = move |keys: &[&[u8]]| -> Result<Vec<Option<Vec<u8>>>> {
+            let keys = keys.to_vec();
+            let n = keys.len();
+            let r = remote(&*backend, ds, HashOp::GetMany { keys })?;
+            Ok(decode_get_many(&r, n)?
+                .into_iter()
+                .map(|v| v.map(<[u8]>::to_vec))
+                .collect())
+        };
+        // Once the last handle is gone nothing can reach the entries (map ids are not reused):
+        // the sender's farewell drops them on the server.
+        let backend = map.shared.backend.clone();
+        let farewell = move || {
+            // Nobody is left to report an error to; a server that is gone has dropped them.
+            let _ = remote(&*backend, ds, HashOp::Clear);
+        };
+        map.shared.combiner.start(
+            MISS_SENDERS,
+            &format!("farmem-map{ds}-miss"),
+            Arc::new(send),
+            Box::new(farewell),
+        )?;
+        Ok(map)
+    }
+
+    fn shard(&self, hash: u64) -> Result<MutexGuard<'_, CacheShard>> {
+        let shards = &self.shared.shards;
+        shards[(hash >> 32) as usize % shards.len()]
+            .lock()
+            .map_err(|_| Error::internal("hash map cache shard lock poisoned"))
+    }
+
+    fn remote(&self, op: HashOp<'_>) -> Result<Vec<u8>> {
+        remote(&*self.shared.backend, self.shared.ds, op)
+    }
+
+    /// The value of `key`, from the cache or with one round trip to the server.
+    pub fn get(&self, key: &K) -> Result<Option<V>> {
+        let kb = key.map_bytes();
+        let hash = key_hash(kb);
+        let seen_epoch = {
+            let mut shard = self.shard(hash)?;
+            if let Some(v) = shard.lookup(kb, hash) {
+                let v = V::from_map_bytes(v).map(Some);
+                shard.hits += 1;
+                return v;
+            }
+            shard.misses += 1;
+            shard.epoch
+        };
+        let Some(vb) = self.shared.combiner.fetch(kb)? else {
+            return Ok(None);
+        };
+        let value = V::from_map_bytes(&vb)?;
+        let mut shard = self.shard(hash)?;
+        if shard.epoch == seen_epoch && shard.writes_in_flight == 0 {
+            shard.insert(kb, &vb, hash);
+        }
+        Ok(Some(value))
+    }
+
+    /// Whether `key` is in the map.
+    pub fn contains_key(&self, key: &K) -> Result<bool> {
+        Ok(self.get(key)?.is_some())
+    }
+
+    /// Runs a write of `key` on the server with the cache protocol of the module note; `fill` is
+    /// the value to cache afterwards (for a put).
+    fn write(&self, key: &[u8], op: HashOp<'_>, fill: Option<&[u8]>) -> Result<bool> {
+        let hash = key_hash(key);
+        let my_epoch = {
+            let mut shard = self.shard(hash)?;
+            shard.remove(key, hash);
+            shard.sketch.touch(hash);
+            shard.epoch += 1;
+            shard.writes_in_flight += 1;
+            shard.epoch
+        };
+        let result = self.remote(op);
+        {
+            let mut shard = self.shard(hash)?;
+            if let (Ok(_), Some(v)) = (&result, fill) {
+                if shard.writes_in_flight == 1 && shard.epoch == my_epoch {
+                    shard.insert(key, v, hash);
+                }
+            }
+            shard.epoch += 1;
+            shard.writes_in_flight -= 1;
+        }
+        decode_flag(&result?)
+    }
+
+    /// Inserts or replaces `key` → `value` on the server (write-through); returns whether the
+    /// key is new. A full server is `OutOfFarMemory` and changes nothing.
+    pub fn put(&self, key: &K, value: &V) -> Result<bool> {
+        let (kb, vb) = (key.map_bytes(), value.map_bytes());
+        self.write(kb, HashOp::Put { key: kb, value: vb }, Some(vb))
+    }
+
+    /// Removes `key`; returns whether it was there.
+    pub fn remove(&self, key: &K) -> Result<bool> {
+        let kb = key.map_bytes();
+        self.write(kb, HashOp::Remove { key: kb }, None)
+    }
+
+    /// Entries in the map (one round trip: the server keeps the count).
+    pub fn len(&self) -> Result<u64> {
+        decode_len(&self.remote(HashOp::Len)?)
+    }
+
+    /// Whether the map is empty.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Counters and the size of the local cache.
+    pub fn cache_stats(&self) -> HashCacheStats {
+        let mut s = HashCacheStats {
+            miss_batches: self.shared.combiner.batches(),
+            miss_trip_nanos: self.shared.combiner.trip_nanos(),
+            ..HashCacheStats::default()
+        };
+        for shard in self.shared.shards.iter() {
+            if let Ok(sh) = shard.lock() {
+                s.hits += sh.hits;
+                s.misses += sh.misses;
+                s.entries += sh.len() as u64;
+                s.bytes += sh.bytes() as u64;
+            }
+        }
+        s
+    }
+}
+
+fn remote(backend: &dyn Backend, ds: u16, op: HashOp<'_>) -> Result<Vec<u8>> {
+    let body = op.encode_body()?;
+    backend
+        .compute(ds, HASH_INDEX_FUNCTION, &body)
+        .map_err(|e| e.with_context(format!("hash map {ds}")))
+}
+
+impl Drop for MapShared {
+    fn drop(&mut self) {
+        self.combiner.close();
+    }
+}
+
+impl<K, V> std::fmt::Debug for RemHashMap<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemHashMap")
+            .field("ds", &self.shared.ds)
+            .finish()
+    }
+}
+
+impl FarMemory {
+    /// A far-memory hash map on this instance's backend (which must run remote functions: a
+    /// [`TcpBackend`](crate::TcpBackend) to a `farmem-server`), caching at most `cache_bytes`
+    /// of hot entries locally. The cache is on the heap, in addition to this instance's local
+    /// budget (`Config::local_bytes`), not carved out of it: size the two together. See
+    /// [`RemHashMap`].
+    pub fn hash_map<K: MapBytes, V: MapBytes>(
+        &self,
+        cache_bytes: usize,
+    ) -> Result<RemHashMap<K, V>> {
+        RemHashMap::new(self.backend().clone(), cache_bytes)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_and_byte_codecs() {
+        assert_eq!(u64::from_map_bytes(7u64.map_bytes()).unwrap(), 7);
+        assert_eq!(
+            <[u32; 3]>::from_map_bytes([1u32, 2, 3].map_bytes()).unwrap(),
+            [1, 2, 3]
+        );
+        assert_eq!(
+            u64::from_map_bytes(&[1, 2]).unwrap_err().kind(),
+            ErrorKind::InvalidArgument
+        );
+        assert_eq!(String::from_map_bytes(b"hi").unwrap(), "hi");
+        assert!(String::from_map_bytes(&[0xff]).is_err());
+        assert_eq!(Vec::<u8>::from_map_bytes(b"ab").unwrap(), b"ab".to_vec());
+        assert_eq!(<[u64; 8]>::FIXED_LEN, Some(64));
+        assert_eq!(String::FIXED_LEN, None);
+    }
+}
