@@ -13,7 +13,8 @@
 //! 4. **Move out**. For each claimed object, one CAS from the claimed word decides: if a mutator
 //!    took the object back in the meantime (cleared `EVACUATING`), the CAS fails and the object
 //!    stays where it is.
-//!    - clean and cold (including prefetched but unused): CAS to the remote form;
+//!    - clean and cold (including prefetched but unused, and prefetched and read once: a
+//!      prefetched object's first read does not set `HOT`): CAS to the remote form;
 //!    - hot (second chance) or dirty: CAS to `EVACUATING | BUSY` (locked), then copy it to a
 //!      fresh region (hot; the evacuator may use the hard-floor reserve) and publish the new
 //!      address with `HOT` cleared, or write it back (dirty and cold) and publish the remote

@@ -6,7 +6,9 @@
 //! A dereference whose fast-path test fails comes here with the pointer word it saw:
 //!
 //! - present but cold, not yet dirty, just prefetched, or claimed by the evacuator: one CAS sets
-//!   `HOT` (and `DIRTY` for a write) and clears `EVACUATING` and `PREFETCHED`. Clearing
+//!   `HOT` (and `DIRTY` for a write) and clears `EVACUATING` and `PREFETCHED`; the first read of
+//!   a prefetched object clears `PREFETCHED` without setting `HOT` (a scan's one use of a chunk
+//!   earns it no second chance; its next read sets `HOT`). Clearing
 //!   `EVACUATING` is the mutator winning: the evacuator's own CAS then fails and it leaves the
 //!   object where it is. `DIRTY` is in the word before the caller can write, so an evacuator that
 //!   wins afterwards cannot have seen the word clean (its CAS would fail).
@@ -213,6 +215,10 @@ impl Inner {
             if pointer::is_present(w) {
                 let want = match access {
                     Access::Write | Access::WriteOrFail => HOT | DIRTY,
+                    // A prefetched chunk's first read is the read it was fetched for, not a
+                    // second chance: a scan that uses each chunk once leaves it cold and clean,
+                    // so the evacuator drops it instead of copying it. The next read sets HOT.
+                    Access::Read if w & PREFETCHED != 0 => 0,
                     Access::Read => HOT,
                     // The don't-cache hint leaves the object cold for the evacuator.
                     Access::ReadNoCache => 0,
