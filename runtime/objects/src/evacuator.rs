@@ -60,13 +60,19 @@ pub(crate) fn run(inner: Arc<Inner>, index: usize) {
         // Read before the checks: a notify after this read ends the wait below at once.
         let seen = inner.log.evac_signal.generation();
         if inner.log.free_regions() >= inner.log.low_regions {
-            inner.log.evac_signal.wait_since(seen, Duration::from_millis(20));
+            inner
+                .log
+                .evac_signal
+                .wait_since(seen, Duration::from_millis(20));
             continue;
         }
         while !inner.is_shut_down() && inner.log.free_regions() < inner.log.high_regions {
             let seen = inner.log.evac_signal.generation();
             if !evacuate_pass(&inner, slot) {
-                inner.log.evac_signal.wait_since(seen, Duration::from_millis(1));
+                inner
+                    .log
+                    .evac_signal
+                    .wait_since(seen, Duration::from_millis(1));
                 break;
             }
         }
