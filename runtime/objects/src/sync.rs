@@ -17,8 +17,9 @@ pub(crate) use std::sync::atomic::{AtomicU64, Ordering};
 #[cfg(not(loom))]
 pub(crate) use std::sync::{Condvar, Mutex};
 
-/// A spin-then-yield pause for the short waits of the handshake (a fetch in flight, a grace
-/// period). It yields and sleeps through `farmem_sched`, so on a green thread it lets the other
+/// A spin-then-yield pause for the short waits on a busy word (the evacuator moving an object, a
+/// write-through or flush in progress); a fetch in flight and a grace period block instead
+/// (`Inner::landed`, `ScopeSlot`'s gate). It yields and sleeps through `farmem_sched`, so on a green thread it lets the other
 /// green threads of its worker run: the fetch it waits for may be one of them, parked on I/O.
 pub(crate) fn backoff(round: u32) {
     #[cfg(loom)]
