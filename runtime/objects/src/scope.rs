@@ -29,12 +29,12 @@
 //! # Waiting without spinning
 //!
 //! E does not poll a counter it waits on (on a small machine its yields took the CPU from the
-//! very scope it waited for). After a short spin it sets the counter's top bit, `WAITER`, with
-//! an RMW and sleeps on the slot's condition variable until the count is zero. An exit is still
-//! one RMW: it reads the old value, and only the exit that takes a flagged counter from one to
-//! zero takes the slot's gate (a mutex) and wakes E. Both RMWs are in the counter's one
-//! modification order, so either E's flag sees the count already at zero (no sleep), or the last
-//! exit sees the flag; E checks the count under the gate and leaves it only by waiting, so the
+//! very scope it waited for). After a short spin (whose checks are RMWs too, for the argument
+//! above) it sets the counter's top bit, `WAITER`, with an RMW and sleeps on the slot's
+//! condition variable until the count is zero. An exit is still one RMW: it reads the old
+//! value, and only the exit that takes a flagged counter from one to zero takes the slot's gate
+//! (a mutex) and wakes E. Both RMWs are in the counter's one modification order, so either E's
+//! flag sees the count already at zero (no sleep), or the last exit sees the flag; E checks the count under the gate and leaves it only by waiting, so the
 //! wake-up cannot fall between its check and its sleep. E clears the flag when it is done; a
 //! straggler that entered the old phase after the flag (case three above) may cause a spurious
 //! wake-up, nothing else.
@@ -53,9 +53,12 @@ use std::time::{Duration, Instant};
 use crate::memory::Inner;
 use crate::sync::{AtomicU64, Condvar, Mutex, Ordering};
 
-/// Checks of a counter before an evacuator sleeps on it (a few hundred nanoseconds).
+/// Checks of a counter before an evacuator sleeps on it (well under a microsecond; under loom
+/// one, which keeps the check in the models without multiplying their interleavings).
 #[cfg(not(loom))]
-const DRAIN_SPINS: u32 = 64;
+const DRAIN_SPINS: u32 = 16;
+#[cfg(loom)]
+const DRAIN_SPINS: u32 = 1;
 
 /// Set in a slot's counter by the evacuator that waits for it to drain (module note, "Waiting
 /// without spinning"); the scope exit that takes the count to zero under it wakes the evacuator.
@@ -118,9 +121,10 @@ impl ScopeSlot {
     /// the counter and sleeps until the exit that drains it wakes this thread.
     fn wait_drained(&self, phase: usize, deadline: Instant) -> bool {
         let counter = &self.counters[phase & 1];
-        #[cfg(not(loom))]
         for _ in 0..DRAIN_SPINS {
-            if counter.load(Ordering::Acquire) & COUNT == 0 {
+            // An RMW, not a load: a load may read a zero older than a straggler's increment
+            // (case three of the module note needs the straggler to read E's write).
+            if counter.fetch_add(0, Ordering::AcqRel) & COUNT == 0 {
                 return true;
             }
             std::hint::spin_loop();
@@ -131,6 +135,8 @@ impl ScopeSlot {
         if !drained {
             let mut gate = self.gate.lock().unwrap_or_else(|p| p.into_inner());
             loop {
+                // A load suffices here: the flag RMW above already saw the scopes this waits
+                // for, and every later change of the counter is an RMW in its release sequence.
                 if counter.load(Ordering::Acquire) & COUNT == 0 {
                     drained = true;
                     break;
