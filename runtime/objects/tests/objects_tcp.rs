@@ -223,6 +223,9 @@ fn green_threads_fetch(relay: bool, shared: bool) {
         .region_bytes(64 << 10)
         .chunk_bytes(1024)
         .prefetch_depth(0)
+        // A bound, not a timing: the fill writes 4 MiB through 1 MiB, and on a loaded machine
+        // the evacuator's write-backs can outlast the default 200 ms wait for a region.
+        .alloc_wait(std::time::Duration::from_secs(5))
         .build()
         .unwrap();
     let fm =
