@@ -13,7 +13,8 @@
 //! 4. **Move out**. For each claimed object, one CAS from the claimed word decides: if a mutator
 //!    took the object back in the meantime (cleared `EVACUATING`), the CAS fails and the object
 //!    stays where it is.
-//!    - clean and cold (including prefetched but unused): CAS to the remote form;
+//!    - clean and cold (including prefetched but unused, and prefetched and read once: a
+//!      prefetched object's first read does not set `HOT`): CAS to the remote form;
 //!    - hot (second chance) or dirty: CAS to `EVACUATING | BUSY` (locked), then copy it to a
 //!      fresh region (hot; the evacuator may use the hard-floor reserve) and publish the new
 //!      address with `HOT` cleared, or write it back (dirty and cold) and publish the remote
@@ -56,13 +57,22 @@ struct Claim<'t> {
 pub(crate) fn run(inner: Arc<Inner>, index: usize) {
     let slot = inner.log.evacuator_slot(index);
     while !inner.is_shut_down() {
+        // Read before the checks: a notify after this read ends the wait below at once.
+        let seen = inner.log.evac_signal.generation();
         if inner.log.free_regions() >= inner.log.low_regions {
-            inner.log.evac_signal.wait(Duration::from_millis(20));
+            inner
+                .log
+                .evac_signal
+                .wait_since(seen, Duration::from_millis(20));
             continue;
         }
         while !inner.is_shut_down() && inner.log.free_regions() < inner.log.high_regions {
+            let seen = inner.log.evac_signal.generation();
             if !evacuate_pass(&inner, slot) {
-                inner.log.evac_signal.wait(Duration::from_millis(1));
+                inner
+                    .log
+                    .evac_signal
+                    .wait_since(seen, Duration::from_millis(1));
                 break;
             }
         }

@@ -44,6 +44,7 @@ mod queue;
 mod region;
 mod scope;
 mod sharded;
+mod signal;
 mod sync;
 mod tcp_backend;
 mod vec;

@@ -14,8 +14,7 @@
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex};
-use std::time::Duration;
+use std::sync::Mutex;
 
 use crossbeam_utils::CachePadded;
 use farmem_error::{Error, ErrorKind, Result};
@@ -23,6 +22,7 @@ use farmem_error::{Error, ErrorKind, Result};
 use crate::config::Config;
 use crate::pointer::{LocalAddr, RemoteId};
 use crate::region::{ObjectHeader, Region, Reserve, END_OF_REGION, HEADER_BYTES};
+use crate::signal::Signal;
 
 const NO_REGION: u32 = u32::MAX;
 
@@ -31,30 +31,6 @@ pub(crate) struct Allocation {
     pub region: u32,
     pub header: *const ObjectHeader,
     pub data: *mut u8,
-}
-
-/// A wake-up signal for the evacuators.
-#[derive(Default)]
-pub(crate) struct Signal {
-    generation: Mutex<u64>,
-    cv: Condvar,
-}
-
-impl Signal {
-    pub(crate) fn notify(&self) {
-        let mut g = self.generation.lock().unwrap_or_else(|p| p.into_inner());
-        *g += 1;
-        self.cv.notify_all();
-    }
-
-    pub(crate) fn wait(&self, timeout: Duration) {
-        let g = self.generation.lock().unwrap_or_else(|p| p.into_inner());
-        let start = *g;
-        let _ = self
-            .cv
-            .wait_timeout_while(g, timeout, |g| *g == start)
-            .map_err(|_| ());
-    }
 }
 
 /// The local log of one far-memory instance.

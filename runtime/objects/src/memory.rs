@@ -6,12 +6,19 @@
 //! A dereference whose fast-path test fails comes here with the pointer word it saw:
 //!
 //! - present but cold, not yet dirty, just prefetched, or claimed by the evacuator: one CAS sets
-//!   `HOT` (and `DIRTY` for a write) and clears `EVACUATING` and `PREFETCHED`. Clearing
+//!   `HOT` (and `DIRTY` for a write) and clears `EVACUATING` and `PREFETCHED`; the first read of
+//!   a prefetched object clears `PREFETCHED` without setting `HOT` (a scan's one use of a chunk
+//!   earns it no second chance; its next read sets `HOT`). Clearing
 //!   `EVACUATING` is the mutator winning: the evacuator's own CAS then fails and it leaves the
 //!   object where it is. `DIRTY` is in the word before the caller can write, so an evacuator that
 //!   wins afterwards cannot have seen the word clean (its CAS would fail).
-//! - `BUSY`: another thread is fetching it, or the evacuator is moving it; back off and look
-//!   again (neither waits for anything while it holds the lock).
+//! - `BUSY` and present: the evacuator is moving it; back off and look again (it waits for
+//!   nothing while it holds the lock, so that is one copy or one write-back long).
+//! - `BUSY` and remote: a fetch is in flight, most often one of the prefetcher's batch reads;
+//!   after a few checks the mutator parks on `Inner::landed` (a generation signal that every
+//!   unlock of a busy remote word notifies: the lander, a mutator's own fetch, a
+//!   write-through, a fetch given back), so a scan that catches up with its prefetches sleeps
+//!   until the chunk lands instead of spinning against the threads it waits for.
 //! - remote: take the busy lock (CAS), bump-allocate local space, read the object from the
 //!   backend into it, write the header's back-pointer and publish the word present (release).
 //!   A fresh object (remote with `FRESH`: new and all zeros) is not read: its local space is
@@ -53,7 +60,7 @@ use farmem_error::{Error, ErrorKind, Result};
 use crate::array::RemArray;
 use crate::backend::{Backend, InProcessBackend, WriteRequest};
 use crate::config::Config;
-use crate::log::{LocalLog, Signal};
+use crate::log::LocalLog;
 use crate::metrics::{Counters, Metrics};
 use crate::object::ObjectTable;
 use crate::pod::Pod;
@@ -62,6 +69,7 @@ use crate::pointer::{
 };
 use crate::prefetch::PrefetchRequest;
 use crate::scope::{DerefScope, ScopeRegistry};
+use crate::signal::Signal;
 use crate::sync::backoff;
 use crate::vec::RemVec;
 
@@ -80,6 +88,12 @@ pub(crate) enum Access {
 
 const PREFETCH_QUEUE_MAX: usize = 4096;
 
+/// Checks of a word whose fetch is in flight before the mutator parks on `Inner::landed`.
+const LANDING_SPINS: u32 = 32;
+/// The longest park on a fetch in flight before the word is looked at again (a bound: every
+/// unlock of a busy remote word notifies).
+const LANDING_WAIT: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// The state shared by a [`FarMemory`], its containers and its threads.
 pub(crate) struct Inner {
     pub(crate) config: Config,
@@ -90,6 +104,9 @@ pub(crate) struct Inner {
     shutdown: AtomicBool,
     prefetch_queue: Mutex<Vec<PrefetchRequest>>,
     pub(crate) prefetch_signal: Signal,
+    /// Notified whenever a busy remote word is unlocked (a fetch landed, or was given back), so
+    /// a mutator that finds a chunk in flight parks instead of polling it.
+    pub(crate) landed: Signal,
     last_error: Mutex<Option<Error>>,
     pub(crate) scopes: ScopeRegistry,
 }
@@ -213,6 +230,10 @@ impl Inner {
             if pointer::is_present(w) {
                 let want = match access {
                     Access::Write | Access::WriteOrFail => HOT | DIRTY,
+                    // A prefetched chunk's first read is the read it was fetched for, not a
+                    // second chance: a scan that uses each chunk once leaves it cold and clean,
+                    // so the evacuator drops it instead of copying it. The next read sets HOT.
+                    Access::Read if w & PREFETCHED != 0 => 0,
                     Access::Read => HOT,
                     // The don't-cache hint leaves the object cold for the evacuator.
                     Access::ReadNoCache => 0,
@@ -234,8 +255,17 @@ impl Inner {
                 return Ok(pointer::addr_of(w) as *mut u8);
             }
             if w & BUSY != 0 {
-                backoff(round);
-                round += 1;
+                // A fetch is in flight (most often the prefetcher's, a batch read long): park
+                // until a landing notifies, rather than poll the word (module note).
+                if round < LANDING_SPINS {
+                    std::hint::spin_loop();
+                    round += 1;
+                } else {
+                    let seen = self.landed.generation();
+                    if word.load() == w {
+                        self.landed.wait_since(seen, LANDING_WAIT);
+                    }
+                }
                 continue;
             }
             let id = RemoteId::from_bits(w);
@@ -248,6 +278,7 @@ impl Inner {
             }
             let Some(alloc) = self.log.alloc(self.log.mutator_slot(), id, false) else {
                 word.publish(w);
+                self.landed.notify();
                 // Waiting is only safe for a scope that holds no reference yet (it steps out of
                 // its slot while it waits); any other scope may be what the evacuator waits for.
                 let may_wait = match access {
@@ -291,6 +322,7 @@ impl Inner {
                 Ok(a) => a,
                 Err(e) => {
                     word.publish(w);
+                    self.landed.notify();
                     self.log.finish(&alloc);
                     return Err(e.with_context(format!(
                         "fetching object {} of container {}",
@@ -309,6 +341,7 @@ impl Inner {
                 addr,
                 if writes || fresh { HOT | DIRTY } else { HOT },
             ));
+            self.landed.notify();
             self.log.finish(&alloc);
             scope.count_slow();
             if fresh {
@@ -416,6 +449,7 @@ impl Inner {
             });
             // Written: far memory now holds the object, so it is no longer fresh.
             word.publish(if r.is_ok() { w & !pointer::FRESH } else { w });
+            self.landed.notify();
             r?;
             Counters::add(&self.counters.write_throughs, 1);
             Counters::add(&self.counters.bytes_written_back, id.size() as u64);
@@ -588,6 +622,7 @@ impl FarMemory {
             shutdown: AtomicBool::new(false),
             prefetch_queue: Mutex::new(Vec::new()),
             prefetch_signal: Signal::default(),
+            landed: Signal::default(),
             last_error: Mutex::new(None),
             scopes: ScopeRegistry::new(),
         });

@@ -17,12 +17,15 @@
 //!  |  object id (28 bits)   | ds id (12)   | size / 8 (16)    |0|F|B|S|0|N|0|0|
 //!  +------------------------+--------------+------------------+-+-+-+-+-+-+-+-+
 //!
-//!  P present     H hot (touched since the evacuator last looked; second chance)
+//!  P present     H hot (touched since the evacuator last looked; second chance; the first
+//!                read of a prefetched object only clears F, so a chunk a scan reads once
+//!                stays cold and the evacuator drops it rather than copies it)
 //!  D dirty       E evacuating (the evacuator has claimed it; a mutator may take it back)
 //!  S shared      (reserved for objects shared between containers; no container sets it yet)
 //!  B busy        (locked: a thread is fetching it or writing it through (remote), or the
 //!                evacuator is copying or writing it back (present, with E); others back off)
-//!  F prefetched  (brought in by the prefetcher and not yet used; the first use counts it)
+//!  F prefetched  (brought in by the prefetcher and not yet used; the first use counts it and
+//!                clears F, setting H only for a write)
 //!  N fresh       (remote form only, the bit of D: a new object whose bytes are all zeros and
 //!                have never been written by the program; far memory holds zeros for it or,
 //!                with `Config::reserve_far_on_grow` off, nothing yet. The first dereference

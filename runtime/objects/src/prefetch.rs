@@ -44,7 +44,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::mpsc::{channel, Receiver};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use farmem_error::Error;
 
@@ -193,13 +193,10 @@ const MAX_IN_FLIGHT: usize = 1024;
 
 /// How long the issuer waits before retrying requests that wait for local memory.
 const DEFERRED_WAIT: Duration = Duration::from_micros(200);
-/// How long the issuer waits for requests while a run is active (it issued within
-/// [`IDLE_AFTER`]): the bound on a lost wake-up.
-const ACTIVE_WAIT: Duration = Duration::from_millis(2);
-/// How long the issuer waits for requests once idle.
+/// How long the issuer waits for requests (or for room in flight) before it looks again on its
+/// own: a bound, not a poll, since a queued request and the lander's freeing of room both
+/// notify it.
 const IDLE_WAIT: Duration = Duration::from_millis(20);
-/// No issue for this long and the issuer counts as idle.
-const IDLE_AFTER: Duration = Duration::from_millis(50);
 
 /// Most requests kept waiting for local memory; later ones are dropped.
 const MAX_DEFERRED: usize = 1024;
@@ -231,8 +228,10 @@ pub(crate) fn run(inner: Arc<Inner>) {
     let mut issued: VecDeque<InFlight> = VecDeque::new();
     // Requests that found local memory at the floor, oldest first: retried before new ones.
     let mut deferred: Vec<PrefetchRequest> = Vec::new();
-    let mut last_issue = Instant::now();
     while !inner.is_shut_down() {
+        // Read before taking the queue: a request queued after the take bumps the generation,
+        // so the wait below returns at once instead of sleeping on it.
+        let seen = inner.prefetch_signal.generation();
         let mut batch = if in_flight.load(Relaxed) < MAX_IN_FLIGHT {
             inner.take_prefetches()
         } else {
@@ -245,26 +244,20 @@ pub(crate) fn run(inner: Arc<Inner>) {
             batch = std::mem::take(&mut deferred);
         }
         if batch.is_empty() {
-            // A notify between the take above and this wait is missed (the signal counts from
-            // the wait on), so while a run is active the wait is short: a lost wake-up (rare:
-            // the window is a few instructions) costs part of the lead, not a stalled scan.
             // Deferred requests are retried at the shortest interval: the evacuator frees
             // regions without signalling.
-            let wait = if !deferred.is_empty() {
-                DEFERRED_WAIT
-            } else if last_issue.elapsed() < IDLE_AFTER {
-                ACTIVE_WAIT
-            } else {
+            let wait = if deferred.is_empty() {
                 IDLE_WAIT
+            } else {
+                DEFERRED_WAIT
             };
-            inner.prefetch_signal.wait(wait);
+            inner.prefetch_signal.wait_since(seen, wait);
             continue;
         }
         issue(&inner, slot, lead, batch, &mut issued, &mut deferred);
         if issued.is_empty() {
             continue;
         }
-        last_issue = Instant::now();
         // One message per round, not per chunk: the lander wakes once per batch at most.
         in_flight.fetch_add(issued.len(), Relaxed);
         if let Err(back) = to_lander.send(issued.drain(..).collect()) {
@@ -294,7 +287,10 @@ fn land_loop(inner: &Inner, landings: &Receiver<Vec<InFlight>>, in_flight: &Atom
             } else {
                 land(inner, f);
             }
-            in_flight.fetch_sub(1, Relaxed);
+            // The issuer stops taking requests at the cap and sleeps: wake it when room opens.
+            if in_flight.fetch_sub(1, Relaxed) == MAX_IN_FLIGHT {
+                inner.prefetch_signal.notify();
+            }
         }
     }
 }
@@ -304,6 +300,7 @@ fn give_back(inner: &Inner, f: InFlight) {
     if let Some(word) = f.table.word(f.obj) {
         word.publish(f.remote);
     }
+    inner.landed.notify();
     inner.log.finish(&f.alloc);
 }
 
@@ -338,6 +335,7 @@ fn issue(
         let id = RemoteId::from_bits(w);
         let Some(alloc) = inner.log.alloc(slot, id, false) else {
             word.publish(w);
+            inner.landed.notify();
             let room = MAX_DEFERRED.saturating_sub(deferred.len());
             deferred.extend(std::iter::once(req).chain(requests).take(room));
             break;
@@ -376,6 +374,7 @@ fn issue(
                     }
                     inner.log.finish(&alloc);
                 }
+                inner.landed.notify();
             }
         }
     }
@@ -414,6 +413,8 @@ fn land(inner: &Inner, f: InFlight) {
             false
         }
     };
+    // A mutator may be parked on this chunk (memory module note).
+    inner.landed.notify();
     inner.log.finish(&alloc);
     if published {
         Counters::add(&inner.counters.prefetches_issued, 1);

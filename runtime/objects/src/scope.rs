@@ -26,6 +26,19 @@
 //! claim. Grace periods of one instance are serialised (a lock), so a flip never lands a new
 //! scope in the phase an evacuator is draining. The `loom_*` models below run these functions.
 //!
+//! # Waiting without spinning
+//!
+//! E does not poll a counter it waits on (on a small machine its yields took the CPU from the
+//! very scope it waited for). After a short spin (whose checks are RMWs too, for the argument
+//! above) it sets the counter's top bit, `WAITER`, with an RMW and sleeps on the slot's
+//! condition variable until the count is zero. An exit is still one RMW: it reads the old
+//! value, and only the exit that takes a flagged counter from one to zero takes the slot's gate
+//! (a mutex) and wakes E. Both RMWs are in the counter's one modification order, so either E's
+//! flag sees the count already at zero (no sleep), or the last exit sees the flag; E checks the count under the gate and leaves it only by waiting, so the
+//! wake-up cannot fall between its check and its sleep. E clears the flag when it is done; a
+//! straggler that entered the old phase after the flag (case three above) may cause a spurious
+//! wake-up, nothing else.
+//!
 //! A scope that has dereferenced nothing since it was entered or renewed may step out while it
 //! waits for memory (`quiescent`): it holds no reference, so the evacuator need not wait for it.
 //! Leaking a scope (`mem::forget`) keeps its counter up: the evacuator gives its claims back
@@ -34,11 +47,24 @@
 //! the thread whose slot it counts on.
 
 use std::cell::{Cell, RefCell};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::memory::Inner;
-use crate::sync::{backoff, AtomicU64, Ordering};
+use crate::sync::{AtomicU64, Condvar, Mutex, Ordering};
+
+/// Checks of a counter before an evacuator sleeps on it (well under a microsecond; under loom
+/// one, which keeps the check in the models without multiplying their interleavings).
+#[cfg(not(loom))]
+const DRAIN_SPINS: u32 = 16;
+#[cfg(loom)]
+const DRAIN_SPINS: u32 = 1;
+
+/// Set in a slot's counter by the evacuator that waits for it to drain (module note, "Waiting
+/// without spinning"); the scope exit that takes the count to zero under it wakes the evacuator.
+const WAITER: u64 = 1 << 63;
+/// The scope count in a slot's counter (below [`WAITER`]).
+const COUNT: u64 = WAITER - 1;
 
 /// One thread's scope counters on one instance, one per phase.
 #[derive(Debug)]
@@ -47,6 +73,10 @@ pub(crate) struct ScopeSlot {
     in_use: std::sync::atomic::AtomicBool,
     /// Scopes this thread has open on the instance; written only by the owning thread.
     open: std::sync::atomic::AtomicU32,
+    /// Where an evacuator waiting for this slot sleeps; only the exit that drains a counter
+    /// carrying [`WAITER`] takes it, so the fast path never does.
+    gate: Mutex<()>,
+    drained: Condvar,
 }
 
 impl ScopeSlot {
@@ -55,6 +85,8 @@ impl ScopeSlot {
             counters: [AtomicU64::new(0), AtomicU64::new(0)],
             in_use: std::sync::atomic::AtomicBool::new(true),
             open: std::sync::atomic::AtomicU32::new(0),
+            gate: Mutex::new(()),
+            drained: Condvar::new(),
         }
     }
 
@@ -65,15 +97,63 @@ impl ScopeSlot {
         self.counters[phase & 1].fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Ends a scope counted in `phase`; releases every read it made of local memory.
+    /// Ends a scope counted in `phase`; releases every read it made of local memory. The last
+    /// scope of a counter an evacuator waits on wakes it.
     #[inline]
     pub(crate) fn exit(&self, phase: usize) {
-        self.counters[phase & 1].fetch_sub(1, Ordering::Release);
+        let prev = self.counters[phase & 1].fetch_sub(1, Ordering::Release);
+        if prev == WAITER | 1 {
+            self.wake_evacuator();
+        }
     }
 
-    /// Scopes of `phase` still open; an RMW, so it reads the latest value.
-    pub(crate) fn open_in(&self, phase: usize) -> u64 {
-        self.counters[phase & 1].fetch_add(0, Ordering::AcqRel)
+    #[cold]
+    #[inline(never)]
+    fn wake_evacuator(&self) {
+        // Taking the gate orders this wake-up after the evacuator's check (it checks under the
+        // gate and releases it only by waiting), so the wake-up cannot fall between the two.
+        let _gate = self.gate.lock().unwrap_or_else(|p| p.into_inner());
+        self.drained.notify_all();
+    }
+
+    /// Waits until no scope counts in `phase` any more, or `deadline` passes (then `false`).
+    /// Spins a few rounds (a scope that renews per chunk ends within microseconds), then flags
+    /// the counter and sleeps until the exit that drains it wakes this thread.
+    fn wait_drained(&self, phase: usize, deadline: Instant) -> bool {
+        let counter = &self.counters[phase & 1];
+        for _ in 0..DRAIN_SPINS {
+            // An RMW, not a load: a load may read a zero older than a straggler's increment
+            // (case three of the module note needs the straggler to read E's write).
+            if counter.fetch_add(0, Ordering::AcqRel) & COUNT == 0 {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        // One RMW with the exits: either it sees the count at zero, or the exit that takes the
+        // count to zero sees the flag (both are in the counter's one modification order).
+        let mut drained = counter.fetch_or(WAITER, Ordering::AcqRel) & COUNT == 0;
+        if !drained {
+            let mut gate = self.gate.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                // A load suffices here: the flag RMW above already saw the scopes this waits
+                // for, and every later change of the counter is an RMW in its release sequence.
+                if counter.load(Ordering::Acquire) & COUNT == 0 {
+                    drained = true;
+                    break;
+                }
+                let now = Instant::now();
+                if now >= deadline {
+                    break;
+                }
+                gate = match self.drained.wait_timeout(gate, deadline - now) {
+                    Ok((g, _)) => g,
+                    Err(p) => p.into_inner().0,
+                };
+            }
+        }
+        // Grace periods are serialised, so no other waiter owns the flag.
+        counter.fetch_and(!WAITER, Ordering::Relaxed);
+        drained
     }
 
     fn open_scopes(&self) -> u32 {
@@ -91,8 +171,8 @@ impl ScopeSlot {
 pub(crate) struct ScopeRegistry {
     id: u64,
     phase: AtomicU64,
-    slots: Mutex<Vec<Arc<ScopeSlot>>>,
-    grace: Mutex<()>,
+    slots: std::sync::Mutex<Vec<Arc<ScopeSlot>>>,
+    grace: std::sync::Mutex<()>,
 }
 
 static NEXT_REGISTRY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -102,8 +182,8 @@ impl ScopeRegistry {
         ScopeRegistry {
             id: NEXT_REGISTRY.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             phase: AtomicU64::new(0),
-            slots: Mutex::new(Vec::new()),
-            grace: Mutex::new(()),
+            slots: std::sync::Mutex::new(Vec::new()),
+            grace: std::sync::Mutex::new(()),
         }
     }
 
@@ -137,17 +217,7 @@ impl ScopeRegistry {
         };
         let old = (self.phase.fetch_add(1, Ordering::AcqRel) & 1) as usize;
         let deadline = Instant::now() + timeout;
-        for slot in slots {
-            let mut round = 0;
-            while slot.open_in(old) != 0 {
-                if Instant::now() >= deadline {
-                    return false;
-                }
-                backoff(round);
-                round += 1;
-            }
-        }
-        true
+        slots.iter().all(|slot| slot.wait_drained(old, deadline))
     }
 }
 
@@ -466,6 +536,45 @@ mod loom_handshake {
             };
             // The write is never lost, and nothing else appears.
             assert_eq!(value, if wrote { 6 } else { 5 });
+        });
+    }
+
+    #[test]
+    fn loom_grace_period_sleeps_until_the_last_old_scope_ends() {
+        // Two threads with scopes of the old phase, one of them nested: the evacuator sleeps
+        // on their slots (no timeout in the model) and must be woken by the exit that ends the
+        // last of them; a lost wake-up is a deadlock, which loom reports. The wait must also
+        // see every write the scopes made before they ended, and leave no flag behind.
+        model(|| {
+            let registry = Arc::new(ScopeRegistry::new());
+            let data = Arc::new(UnsafeCell::new(0u64));
+            let mut mutators = Vec::new();
+            for nested in [false, true] {
+                let slot = registry.register();
+                let phase = registry.phase();
+                slot.enter(phase);
+                if nested {
+                    slot.enter(phase);
+                }
+                let data = data.clone();
+                mutators.push(loom::thread::spawn(move || {
+                    if nested {
+                        slot.exit(phase);
+                        // SAFETY: loom checks this access against the evacuator's read.
+                        data.with_mut(|p| unsafe { *p += 1 });
+                    }
+                    slot.exit(phase);
+                    slot
+                }));
+            }
+            assert!(registry.wait_for_old_scopes(Duration::from_secs(3600)));
+            // SAFETY: every scope that wrote has ended (the grace period waited for it).
+            assert_eq!(data.with(|p| unsafe { *p }), 1);
+            for m in mutators {
+                let slot = m.join().unwrap();
+                assert_eq!(slot.counters[0].load(super::Ordering::Relaxed), 0);
+                assert_eq!(slot.counters[1].load(super::Ordering::Relaxed), 0);
+            }
         });
     }
 

@@ -45,13 +45,15 @@
 //! threads hide the fetch latency), at the cost of one thread hop per green-thread fetch. OS
 //! threads wait directly (no hop: the lone-request latency stays that of the client).
 //!
-//! The relay is **off by default** ([`TcpBackendConfig::green_relay`]): a green thread that
-//! parks in a fetch holds its object's busy lock, and the object layer's slow path waits for a
-//! busy object with `std::thread::{yield_now, sleep}`, which blocks the whole worker, so a second
-//! green thread of the same worker that wants the same object would never let the first one run
-//! again. (Without the relay the same can happen, more rarely: a green thread that waits as the
-//! client's *follower* parks too.) Turn it on when green threads of one worker do not share
-//! objects, or once that wait goes through `farmem_sched::{yield_now, sleep}`.
+//! The relay is **off by default** ([`TcpBackendConfig::green_relay`]). It was kept off because
+//! a green thread that parks in a fetch holds its object's busy lock, and the object layer's
+//! slow path used to wait for a busy object in a way that blocked the whole worker, so a second
+//! green thread of the same worker that wanted the same object never let the first one run
+//! again. That wait now goes through `farmem_sched` (a fetch in flight parks only the waiting
+//! green thread on `Inner::landed`; an object the evacuator is moving is waited for with
+//! `farmem_sched::yield_now`), so that wait no longer blocks the worker; no test yet covers
+//! green threads of one worker sharing objects with the relay on, and whether it should become
+//! the default is for such a test and `farmem-bench fetch` (it runs both) to decide.
 //!
 //! # Batches and prefetching
 //!

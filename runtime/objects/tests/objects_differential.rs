@@ -121,6 +121,10 @@ fn one_percent_config() -> Config {
         .chunk_bytes(1024)
         .alloc_shards(2)
         .prefetch_depth(4)
+        // A bound, not a timing: at ~1.6% local memory on a loaded 2-core machine the
+        // evacuator sometimes needs longer than the default 200 ms to free a region for a
+        // waiting writer (about 1 run in 50, before and after the scan-efficiency work).
+        .alloc_wait(std::time::Duration::from_secs(5))
         .build()
         .unwrap()
 }

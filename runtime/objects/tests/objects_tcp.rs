@@ -210,9 +210,11 @@ fn two_instances_on_one_server_do_not_collide() {
 }
 
 /// 16 green threads on 2 workers fetch over TCP, with and without the relay, each green thread
-/// in its own chunk range: see the `TcpBackend` note on why green threads of one worker that
-/// park in a fetch must not share objects while the object layer's busy-wait blocks the worker.
-fn green_threads_fetch(relay: bool) {
+/// in its own chunk range or (`shared`) all in one: see the `TcpBackend` note on why green
+/// threads of one worker that park in a fetch were kept apart while the object layer's
+/// busy-wait blocked the worker. Sharing, a green thread finds chunks another one is fetching
+/// and must park (not block its worker) until they land.
+fn green_threads_fetch(relay: bool, shared: bool) {
     let srv = server(64 << 20);
     let mut c = TcpBackendConfig::new(srv.addr().to_string(), TOKEN);
     c.green_relay = relay;
@@ -221,6 +223,9 @@ fn green_threads_fetch(relay: bool) {
         .region_bytes(64 << 10)
         .chunk_bytes(1024)
         .prefetch_depth(0)
+        // A bound, not a timing: the fill writes 4 MiB through 1 MiB, and on a loaded machine
+        // the evacuator's write-backs can outlast the default 200 ms wait for a region.
+        .alloc_wait(std::time::Duration::from_secs(5))
         .build()
         .unwrap();
     let fm =
@@ -245,7 +250,13 @@ fn green_threads_fetch(relay: bool) {
                 let mut x = t * 7919 + 1;
                 for _ in 0..200 {
                     x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-                    let i = (t * span + (x >> 20) % span) as usize;
+                    // Sharing: 32 chunks for all 16 green threads, so they meet on fetches.
+                    let (base, range) = if shared {
+                        (0, span / 8)
+                    } else {
+                        (t * span, span)
+                    };
+                    let i = (base + (x >> 20) % range) as usize;
                     assert_eq!(*arr.get(i, &s).unwrap(), i as u64 * 3);
                     s.renew();
                 }
@@ -260,10 +271,15 @@ fn green_threads_fetch(relay: bool) {
 
 #[test]
 fn green_threads_fetch_with_the_relay() {
-    green_threads_fetch(true);
+    green_threads_fetch(true, false);
 }
 
 #[test]
 fn green_threads_fetch_without_the_relay() {
-    green_threads_fetch(false);
+    green_threads_fetch(false, false);
+}
+
+#[test]
+fn green_threads_sharing_chunks_fetch_with_the_relay() {
+    green_threads_fetch(true, true);
 }
