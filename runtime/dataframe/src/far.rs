@@ -71,6 +71,10 @@ pub const APPEND_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// The smallest local budget [`FarStorage::config_for`] accepts (8 regions of 16 KiB).
 pub const MIN_LOCAL_BYTES: usize = 128 << 10;
 
+/// The fewest regions [`FarStorage::config_for`] gives a budget when it can choose the region
+/// size: the open allocation regions (a few per core) and the evacuator's reserve take several.
+const MIN_REGIONS: usize = 32;
+
 /// An [`Element`] as a far-memory plain-data value; see the module note.
 #[repr(transparent)]
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -145,6 +149,15 @@ impl FarStorage {
     /// [`MIN_LOCAL_BYTES`], where too few regions are left for the evacuator to keep up with
     /// appends.
     ///
+    /// Regions hold 16 chunks where the budget still has [`MIN_REGIONS`] of them (1 MiB regions
+    /// from 32 MiB up), else 4: a chunk is a power of two plus a 16-byte header, so a region of
+    /// 4 chunks holds 3 and wastes a quarter of local memory, one of 16 holds 15. The evacuator
+    /// runs between 5% and 8% free regions (hard floor 2%, each at least two regions above the
+    /// one below) instead of the object layer's 25%–40%: scanned columns are read once per
+    /// step, so memory the evacuator keeps free is memory the frame is fetched again into.
+    /// Together these took `farmem-demo --local 100` from 26 MiB fetched in the nine steps
+    /// to 5 MiB.
+    ///
     /// The prefetcher reads ahead about 1/64 of local memory per scanned column (4 to 16
     /// chunks): with 64 KiB chunks the object layer's default depth of 64 is a 4 MiB lead per
     /// column, which at a local budget of a few percent evicts prefetched chunks before they are
@@ -168,20 +181,41 @@ impl FarStorage {
                 "a far-memory DataFrame needs at least {MIN_LOCAL_BYTES} bytes of local memory, got {local_bytes}; raise the local budget"
             )));
         }
-        let (chunk, region) = if local_bytes < 4 << 20 {
-            (4 << 10, 16 << 10)
+        let chunk = if local_bytes < 4 << 20 { 4 << 10 } else { 64 << 10 };
+        // A region holds one chunk fewer than `region / chunk` (each object has a 16-byte
+        // header, chunks are powers of two): 16 chunks a region use 15/16 of local memory, 4
+        // chunks only 3/4. Large regions where the budget still holds enough of them.
+        let region = if local_bytes / (16 * chunk) >= MIN_REGIONS {
+            16 * chunk
         } else {
-            (64 << 10, 256 << 10)
+            4 * chunk
         };
+        let (floor, low, high) = column_watermarks(local_bytes / region);
         Config::builder()
             .local_bytes(local_bytes)
             .chunk_bytes(chunk)
             .region_bytes(region)
+            .hard_floor(floor)
+            .watermarks(low, high)
             .reserve_far_on_grow(false)
             .alloc_wait(APPEND_WAIT)
             .prefetch_depth((local_bytes / 64 / chunk).clamp(4, 16))
             .build()
     }
+}
+
+/// `(hard floor, low, high)` free-region watermarks for a local log of `regions` regions (see
+/// [`FarStorage::config_for`]): 2%, 5% and 8% of the regions, each at least two regions above
+/// the one below (a small budget keeps a few whole regions for the evacuator and the open
+/// allocation regions).
+fn column_watermarks(regions: usize) -> (f64, f64, f64) {
+    let n = regions.max(1) as f64;
+    // A fraction just under `r` regions: the log rounds a fraction of regions up.
+    let at_least = |f: f64, r: usize| f.max((r as f64 - 0.5) / n);
+    let floor = at_least(0.02, 2);
+    let low = floor + at_least(0.03, 2);
+    let high = low + at_least(0.03, 2);
+    (floor, low, high.min(0.9))
 }
 
 impl std::fmt::Debug for FarStorage {
