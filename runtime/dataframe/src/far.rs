@@ -25,8 +25,8 @@
 //! a scope, so every write path may wait for memory.
 //!
 //! The copy costs as much as the scan itself for the cheap aggregates, so the operations whose
-//! closures only read into local state (sum, min, max, mean, histogram, unique, filter,
-//! count_where) are overridden to run the provided code on `InScopeView`, whose chunk visits
+//! closures only read into local state (sum, min, max, mean, histogram, histogram_of, unique,
+//! filter, count_where) are overridden to run the provided code on `InScopeView`, whose chunk visits
 //! hand the closure the chunk's own slice inside the scope: no closure there touches far
 //! memory, so the wait above cannot arise. The row-wise operations that make a new column
 //! (`zip_i64`, `haversine_km`, `timestamp_part` and `timestamp_parts`, the last computing all
@@ -453,6 +453,11 @@ impl<T: Element> ColumnStore<T> for FarColumn<T> {
             return Ok(h);
         }
         InScopeView(self).histogram()
+    }
+
+    // Not offloaded (the server has no row-set histogram); read in scope like `histogram`.
+    fn histogram_of(&self, rows: &RowSet) -> Result<Vec<(T, u64)>> {
+        InScopeView(self).histogram_of(rows)
     }
 
     fn filter(&self, op: CmpOp, value: T) -> Result<RowSet> {

@@ -156,10 +156,9 @@ pub fn passenger_histogram<S: Storage>(
     vendor: i64,
 ) -> Result<PassengerHistogram> {
     let rows = df.i64("VendorID")?.filter(CmpOp::Eq, vendor)?;
-    let passengers = df.u8("passenger_count")?.gather(&rows)?;
     Ok(PassengerHistogram {
         vendor,
-        counts: passengers.histogram()?,
+        counts: df.u8("passenger_count")?.histogram_of(&rows)?,
     })
 }
 
@@ -185,7 +184,7 @@ pub fn store_and_forward<S: Storage>(df: &DataFrame<S>) -> Result<StoreAndForwar
     let rows = flag.codes().count()?;
     let n_rows = flag.count_equal::<u8>("N")?;
     let y_rows = flag.rows_equal::<u8>("Y")?;
-    let y_vendors = df.i64("VendorID")?.gather(&y_rows)?.unique()?;
+    let y_vendors = df.i64("VendorID")?.unique_of(&y_rows)?;
     Ok(StoreAndForward {
         rows,
         n_rows,

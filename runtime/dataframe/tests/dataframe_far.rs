@@ -164,6 +164,18 @@ where
         );
         let g = far.gather(&rows).unwrap();
         same_bits(g.to_vec().unwrap(), local.gather(&rows).unwrap().into_vec());
+        let h = format!("{:?}", far.histogram_of(&rows).unwrap());
+        assert_eq!(
+            h,
+            format!("{:?}", local.histogram_of(&rows).unwrap()),
+            "{what} {op:?}"
+        );
+        let gathered = local.gather(&rows).unwrap();
+        assert_eq!(h, format!("{:?}", gathered.histogram().unwrap()), "{what}");
+        same_bits(
+            far.unique_of(&rows).unwrap(),
+            local.unique_of(&rows).unwrap(),
+        );
     }
     // Single elements and ranges that straddle chunk boundaries.
     let n = values.len();
