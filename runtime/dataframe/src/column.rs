@@ -20,6 +20,7 @@
 //! Every method returns `Result`: a far-memory column can fail (server gone, out of memory);
 //! the local one never does.
 
+use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::ops::Range;
 
@@ -115,12 +116,12 @@ pub trait ColumnStore<T: Element>: Send + Sync + Sized {
 
     /// Smallest element under the total order; `None` when empty.
     fn min(&self) -> Result<Option<T>> {
-        extreme(self, std::cmp::Ordering::Less)
+        extreme(self, Ordering::Less)
     }
 
     /// Largest element under the total order; `None` when empty.
     fn max(&self) -> Result<Option<T>> {
-        extreme(self, std::cmp::Ordering::Greater)
+        extreme(self, Ordering::Greater)
     }
 
     /// `sum / count` as `f64`; `None` when empty.
@@ -165,7 +166,11 @@ pub trait ColumnStore<T: Element>: Send + Sync + Sized {
     /// The distinct elements at `rows`, ascending: `gather(rows)?.unique()` without the
     /// gathered column.
     fn unique_of(&self, rows: &RowSet) -> Result<Vec<T>> {
-        Ok(self.histogram_of(rows)?.into_iter().map(|(v, _)| v).collect())
+        Ok(self
+            .histogram_of(rows)?
+            .into_iter()
+            .map(|(v, _)| v)
+            .collect())
     }
 
     /// The rows whose element `x` satisfies `x <op> value`.
@@ -259,7 +264,7 @@ fn for_each_selected<T: Element, C: ColumnStore<T> + ?Sized>(
 /// The counts behind [`ColumnStore::histogram`]: a counting array for elements with a
 /// [`Element::dense_index`], a hash map for the others; one accumulator for every histogram so
 /// they all return the same result for the same elements.
-struct Histogram<T: Element> {
+pub(crate) struct Histogram<T: Element> {
     dense: Vec<u64>,
     sparse: HashMap<T::Key, (T, u64)>,
 }
@@ -274,7 +279,7 @@ impl<T: Element> Default for Histogram<T> {
 }
 
 impl<T: Element> Histogram<T> {
-    fn add(&mut self, v: T) {
+    pub(crate) fn add(&mut self, v: T) {
         match v.dense_index() {
             Some(i) => {
                 if i >= self.dense.len() {
@@ -286,7 +291,7 @@ impl<T: Element> Histogram<T> {
         }
     }
 
-    fn finish(self) -> Result<Vec<(T, u64)>> {
+    pub(crate) fn finish(self) -> Result<Vec<(T, u64)>> {
         if !self.dense.is_empty() {
             return dense_histogram(&self.dense);
         }
@@ -312,18 +317,73 @@ fn dense_histogram<T: Element>(dense: &[u64]) -> Result<Vec<(T, u64)>> {
     Ok(out)
 }
 
-fn extreme<T: Element, C: ColumnStore<T>>(col: &C, want: std::cmp::Ordering) -> Result<Option<T>> {
-    let mut best: Option<T> = None;
+fn extreme<T: Element, C: ColumnStore<T>>(col: &C, want: Ordering) -> Result<Option<T>> {
+    let mut best = Extreme::new(want);
     col.for_each_chunk(|c| {
-        for &v in c {
-            match best {
-                Some(b) if v.total_cmp(&b) != want => {}
-                _ => best = Some(v),
-            }
-        }
+        c.iter().for_each(|&v| best.add(v));
         Ok(())
     })?;
-    Ok(best)
+    Ok(best.get())
+}
+
+/// The running min (`want` = `Less`) or max (`Greater`) of [`ColumnStore::min`] and
+/// [`ColumnStore::max`] under the total order: the first of equal elements wins.
+pub(crate) struct Extreme<T> {
+    want: Ordering,
+    best: Option<T>,
+}
+
+impl<T: Element> Extreme<T> {
+    pub(crate) fn new(want: Ordering) -> Extreme<T> {
+        Extreme { want, best: None }
+    }
+
+    pub(crate) fn add(&mut self, v: T) {
+        match self.best {
+            Some(b) if v.total_cmp(&b) != self.want => {}
+            _ => self.best = Some(v),
+        }
+    }
+
+    pub(crate) fn get(&self) -> Option<T> {
+        self.best
+    }
+}
+
+/// Max, min and mean of values seen batch by batch in row order, exactly as
+/// [`ColumnStore::max`], [`ColumnStore::min`] and [`ColumnStore::mean`] compute them over a
+/// column holding the same values (same total order, same accumulator, same addition order).
+pub(crate) struct Summary<T: Element> {
+    min: Extreme<T>,
+    max: Extreme<T>,
+    sum: T::Sum,
+    count: usize,
+}
+
+impl<T: Element> Summary<T> {
+    pub(crate) fn new() -> Summary<T> {
+        Summary {
+            min: Extreme::new(Ordering::Less),
+            max: Extreme::new(Ordering::Greater),
+            sum: T::Sum::default(),
+            count: 0,
+        }
+    }
+
+    pub(crate) fn add(&mut self, batch: &[T]) {
+        for &v in batch {
+            self.min.add(v);
+            self.max.add(v);
+            self.sum = T::accumulate(self.sum, v);
+        }
+        self.count += batch.len();
+    }
+
+    /// `(max, min, mean)`, each `None` when nothing was seen.
+    pub(crate) fn get(&self) -> (Option<T>, Option<T>, Option<f64>) {
+        let mean = (self.count > 0).then(|| T::sum_to_f64(self.sum) / self.count as f64);
+        (self.max.get(), self.min.get(), mean)
+    }
 }
 
 /// The median of `v` as defined by [`ColumnStore::median`]; reorders `v`.

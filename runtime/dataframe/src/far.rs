@@ -32,7 +32,8 @@
 //! (`zip_i64`, `haversine_km`, `timestamp_part` and `timestamp_parts`, the last computing all
 //! parts in one pass) read the same rows of every input straight from their chunks inside one
 //! scope (inputs of one element type have the same chunk length, so their chunks line up),
-//! compute a batch into a local buffer, and append it after the scope closes; `group_median`
+//! compute a batch into a local buffer, hand it to the caller's `Seen` closure (which aggregates
+//! the new column without reading it back) and append it after the scope closes; `group_median`
 //! reads its values the same way. No input is copied out. Every scan renews its scope every few
 //! chunks so it never pins more than a sliver of local memory (the evacuator keeps up at a local
 //! budget of a few percent of the data).
@@ -59,7 +60,7 @@ use farmem_objects::{Config, FarMemory, Pod, RemVec};
 use crate::column::{median_in_place, ColumnStore};
 use crate::element::{CmpOp, Element, RowSet};
 use crate::far_offload::{Offload, OffloadPolicy, OffloadStats};
-use crate::storage::{haversine_km, same_len, BinaryOp, Storage, TimePart, TripCoordinates};
+use crate::storage::{haversine_km, same_len, BinaryOp, Seen, Storage, TimePart, TripCoordinates};
 
 /// Rows a scan copies out of far memory per closure call.
 pub const SCAN_BATCH_ROWS: usize = 64 * 1024;
@@ -181,7 +182,11 @@ impl FarStorage {
                 "a far-memory DataFrame needs at least {MIN_LOCAL_BYTES} bytes of local memory, got {local_bytes}; raise the local budget"
             )));
         }
-        let chunk = if local_bytes < 4 << 20 { 4 << 10 } else { 64 << 10 };
+        let chunk = if local_bytes < 4 << 20 {
+            4 << 10
+        } else {
+            64 << 10
+        };
         // A region holds one chunk fewer than `region / chunk` (each object has a 16-byte
         // header, chunks are powers of two): 16 chunks a region use 15/16 of local memory, 4
         // chunks only 3/4. Large regions where the budget still holds enough of them.
@@ -548,14 +553,15 @@ impl Storage for FarStorage {
     }
 
     fn timestamp_part(&self, ts: &FarColumn<i64>, part: TimePart) -> Result<FarColumn<u8>> {
-        self.map_in_scope([ts], |[t]: [i64; 1]| part.of(t))
+        self.map_in_scope([ts], |[t]: [i64; 1]| part.of(t), &mut |_| {})
     }
 
     // One pass over the timestamps for all the parts: a remote input is fetched once.
-    fn timestamp_parts(
+    fn timestamp_parts_seen(
         &self,
         ts: &FarColumn<i64>,
         parts: &[TimePart],
+        seen: &mut dyn FnMut(usize, &[u8]),
     ) -> Result<Vec<FarColumn<u8>>> {
         let mut outs = parts
             .iter()
@@ -579,7 +585,8 @@ impl Storage for FarStorage {
                 }
                 Ok(())
             })?;
-            for (o, r) in outs.iter_mut().zip(&res) {
+            for (k, (o, r)) in outs.iter_mut().zip(&res).enumerate() {
+                seen(k, r);
                 o.extend_from_slice(r)?;
             }
             start = end;
@@ -587,20 +594,29 @@ impl Storage for FarStorage {
         Ok(outs)
     }
 
-    fn zip_i64(
+    fn zip_i64_seen(
         &self,
         a: &FarColumn<i64>,
         b: &FarColumn<i64>,
         op: BinaryOp,
+        seen: Seen<'_, i64>,
     ) -> Result<FarColumn<i64>> {
         same_len(&[a.len(), b.len()], "zip_i64")?;
-        self.map_in_scope([a, b], |[x, y]: [i64; 2]| op.apply(x, y))
+        self.map_in_scope([a, b], |[x, y]: [i64; 2]| op.apply(x, y), seen)
     }
 
-    fn haversine_km(&self, c: TripCoordinates<'_, FarColumn<f64>>) -> Result<FarColumn<f64>> {
+    fn haversine_km_seen(
+        &self,
+        c: TripCoordinates<'_, FarColumn<f64>>,
+        seen: Seen<'_, f64>,
+    ) -> Result<FarColumn<f64>> {
         let cols = [c.pickup_lat, c.pickup_lon, c.dropoff_lat, c.dropoff_lon];
         same_len(&cols.map(|c| c.len()), "haversine_km")?;
-        self.map_in_scope(cols, |[a, b, d, e]: [f64; 4]| haversine_km(a, b, d, e))
+        self.map_in_scope(
+            cols,
+            |[a, b, d, e]: [f64; 4]| haversine_km(a, b, d, e),
+            seen,
+        )
     }
 
     // The values are read inside the scope straight from their chunks (only the `u8` keys of a
@@ -638,11 +654,12 @@ impl Storage for FarStorage {
 impl FarStorage {
     /// A new column of `f(row of inputs)` for every row of the `N` equally long `inputs`,
     /// computed inside the scope straight from the inputs' chunks (no copy of an input) a batch
-    /// at a time, each batch appended with the scope closed (module note).
+    /// at a time, each batch handed to `seen` and appended with the scope closed (module note).
     fn map_in_scope<T: Element, U: Element, const N: usize>(
         &self,
         inputs: [&FarColumn<T>; N],
         f: impl Fn([T; N]) -> U,
+        seen: Seen<'_, U>,
     ) -> Result<FarColumn<U>> {
         let len = inputs.first().map_or(0, |c| c.len());
         let mut out = self.new_column::<U>()?;
@@ -657,6 +674,7 @@ impl FarStorage {
                 res.extend((0..n).map(|i| f(cols.map(|c| c[i]))));
                 Ok(())
             })?;
+            seen(&res);
             out.extend_from_slice(&res)?;
             start = end;
         }

@@ -37,6 +37,6 @@ pub use frame::{AnyColumn, Categorical, ColumnType, DataFrame};
 pub use generator::generate;
 pub use loader::{load_csv, LoadOptions, LoadReport, Schema};
 pub use storage::{
-    haversine_km, BinaryOp, LocalColumn, LocalStorage, Storage, TimePart, TripCoordinates,
+    haversine_km, BinaryOp, LocalColumn, LocalStorage, Seen, Storage, TimePart, TripCoordinates,
     EARTH_RADIUS_KM,
 };

@@ -5,7 +5,7 @@ mod dataframe_support;
 
 use std::collections::BTreeMap;
 
-use dataframe_support::{naive_epoch, naive_weekday, ChunkedStorage};
+use dataframe_support::{check_seen, naive_epoch, naive_weekday, ChunkedStorage};
 use farmem_dataframe::time::{civil_from_days, days_from_civil, format_timestamp, parse_timestamp};
 use farmem_dataframe::{
     haversine_km, median_in_place, AnyColumn, BinaryOp, CmpOp, ColumnStore, DataFrame, Element,
@@ -218,6 +218,7 @@ fn storage_ops<S: Storage>(s: &S, ts: &[i64], delta: &[i64], keys: &[u8], coords
         .unwrap()
         .to_vec()
         .unwrap();
+    check_seen(s, &a, &b, &cols);
     for (d, c) in dist.iter().zip(coords) {
         assert_eq!(d.to_bits(), haversine_km(c[0], c[1], c[2], c[3]).to_bits());
         assert!((0.0..=std::f64::consts::PI * 6371.0 + 1e-6).contains(d));

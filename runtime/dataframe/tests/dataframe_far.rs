@@ -17,7 +17,7 @@ use farmem_dataframe::{
 use farmem_objects::{FarMemory, TcpBackend};
 use farmem_server::{Server, ServerConfig, ServerHandle};
 use rand::{Rng, SeedableRng};
-use steps::dataframe_support::{naive_read, TempPath};
+use steps::dataframe_support::{check_seen, naive_read, TempPath};
 
 /// Local memory for the step tests: 256 KiB against ~4 MiB of columns (30k rows), about 6%.
 const SMALL_LOCAL: usize = 256 << 10;
@@ -275,6 +275,8 @@ fn check_storage_ops<S: Storage>(storage: &S, rows: usize, seed: u64) {
         far_km.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
         local_km.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
     );
+    check_seen(storage, &fa, &fb, &fc);
+    check_seen(&local, &la, &lb, &lc);
     let fk = storage.timestamp_part(&fa, TimePart::Weekday).unwrap();
     let lk = local.timestamp_part(&la, TimePart::Weekday).unwrap();
     let fd = storage.zip_i64(&fb, &fa, BinaryOp::Sub).unwrap();

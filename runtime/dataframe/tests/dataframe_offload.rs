@@ -202,6 +202,16 @@ fn auto_offloads_remote_columns_and_scans_cached_ones_locally() {
         remote.count_where(CmpOp::Lt, 500).expect("count"),
         big.iter().filter(|&&v| v < 500).count()
     );
+    // Auto keeps a filter local even on a remote column (far_offload's module note).
+    let s3 = storage.offload_stats();
+    let rows = remote.filter(CmpOp::Lt, 500).expect("filter");
+    assert_eq!(rows.len(), big.iter().filter(|&&v| v < 500).count());
+    let s4 = storage.offload_stats();
+    assert_eq!(
+        (s4.offloaded, s4.local),
+        (s3.offloaded, s3.local + 1),
+        "{s4:?}"
+    );
     drop((cached, remote));
     drop(storage);
     server.shutdown();
