@@ -70,7 +70,7 @@ use std::sync::Arc;
 use farmem_error::{Error, Result};
 use farmem_objects::{Config, DerefScope, FarMemory, Pod, RemVec};
 
-use crate::column::{median_in_place, ColumnStore};
+use crate::column::{median_in_place, ColumnStore, Histogram};
 use crate::element::{CmpOp, Element, RowSet};
 use crate::far_offload::{Offload, OffloadPolicy, OffloadStats};
 use crate::storage::{haversine_km, same_len, BinaryOp, Seen, Storage, TimePart, TripCoordinates};
@@ -474,8 +474,14 @@ impl<T: Element> ColumnStore<T> for FarColumn<T> {
         InScopeView(self).histogram()
     }
 
-    // Not offloaded (the server has no row-set histogram); read in scope like `histogram`.
+    // The server gathers the selected values when few rows of a remote column are selected
+    // (far_offload.rs), and they are counted here; else read in scope like `histogram`.
     fn histogram_of(&self, rows: &RowSet) -> Result<Vec<(T, u64)>> {
+        if let Some(values) = self.remote_gather(rows)? {
+            let mut h = Histogram::default();
+            values.into_iter().for_each(|v| h.add(v));
+            return h.finish();
+        }
         InScopeView(self).histogram_of(rows)
     }
 

@@ -30,7 +30,8 @@ pub use column::{median_in_place, ColumnStore};
 pub use element::{CmpOp, Element, RowSet};
 pub use far::{FarColumn, FarElement, FarStorage, APPEND_WAIT, MIN_LOCAL_BYTES, SCAN_BATCH_ROWS};
 pub use far_offload::{
-    OffloadPolicy, OffloadStats, AUTO_MIN_CHUNKS, AUTO_RESIDENT_PERCENT, MAX_RESULT_BYTES,
+    OffloadPolicy, OffloadStats, AUTO_GATHER_RESIDENT_PERCENT, AUTO_MIN_CHUNKS,
+    AUTO_RESIDENT_PERCENT, MAX_RESULT_BYTES,
 };
 pub use farmem_error::{Error, ErrorKind, Result};
 pub use frame::{AnyColumn, Categorical, ColumnType, DataFrame};
