@@ -234,7 +234,7 @@ pub trait ColumnStore<T: Element>: Send + Sync + Sized {
 
 /// Calls `f` with the element at each of `rows`, in order, over the chunks from the first
 /// selected row to the last; `InvalidArgument` (naming `what`) for a row out of bounds.
-fn for_each_selected<T: Element, C: ColumnStore<T> + ?Sized>(
+fn for_each_selected<T: Element, C: ColumnStore<T>>(
     col: &C,
     rows: &RowSet,
     what: &str,

@@ -445,7 +445,7 @@ impl<T: Element> FarColumn<T> {
         let len = self.values().len();
         let call_bytes = idx.len().saturating_mul(GATHER_BYTES_PER_ROW);
         let few = call_bytes <= len.saturating_mul(std::mem::size_of::<T>()) / 4;
-        if idx.last().is_none_or(|&r| r as usize >= len)
+        if idx.last().map_or(true, |&r| r as usize >= len)
             || (self.offload_state().policy() == OffloadPolicy::Auto && !few)
         {
             return self.offload_state().ran_locally();
