@@ -2,8 +2,9 @@
 //! (an embedded memory server over TCP, as `farmem-demo` does), then runs the nine steps
 //! `--repeat` times so a sampling profiler sees the steps rather than the load.
 //!
-//! `cargo run --release -p farmem-dataframe --example taxi_profile -- CSV LOCAL_PCT REPEAT [OFFLOAD]`
-//! (OFFLOAD: `auto`, the default, `always` or `never`)
+//! `cargo run --release -p farmem-dataframe --example taxi_profile -- CSV PCT REPEAT [OFFLOAD]`
+//! (PCT: local memory, percent of the working set; OFFLOAD: `auto`, the default, `always` or
+//! `never`)
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -26,8 +26,8 @@
 //!
 //! The copy costs as much as the scan itself for the cheap aggregates, so the operations whose
 //! closures only read into local state (sum, min, max, mean, histogram, histogram_of, unique,
-//! filter, count_where) are overridden to run the provided code on `InScopeView`, whose chunk visits
-//! hand the closure the chunk's own slice inside the scope: no closure there touches far
+//! filter, count_where) are overridden to run the provided code on `InScopeView`, whose chunk
+//! visits hand the closure the chunk's own slice inside the scope: no closure there touches far
 //! memory, so the wait above cannot arise. The row-wise operations that make a new column
 //! (`zip_i64`, `haversine_km`, `timestamp_part` and `timestamp_parts`, the last computing all
 //! parts in one pass) read the same rows of every input straight from their chunks inside one
