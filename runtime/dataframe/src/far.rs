@@ -165,12 +165,14 @@ impl FarStorage {
     ///
     /// Regions hold 16 chunks where the budget still has [`MIN_REGIONS`] of them (1 MiB regions
     /// from 32 MiB up), else 4: a chunk is a power of two plus a 16-byte header, so a region of
-    /// 4 chunks holds 3 and wastes a quarter of local memory, one of 16 holds 15. The evacuator
-    /// runs between 5% and 8% free regions (hard floor 2%, each at least two regions above the
-    /// one below) instead of the object layer's 25%–40%: scanned columns are read once per
-    /// step, so memory the evacuator keeps free is memory the frame is fetched again into.
-    /// Together these took `farmem-demo --local 100` from 26 MiB fetched in the nine steps
-    /// to 5 MiB.
+    /// 4 chunks holds 3 and wastes a quarter of local memory, one of 16 holds 15
+    /// (`farmem-demo --local 100` fetched 17–30 MiB in the nine steps instead of 26–30 MiB).
+    ///
+    /// The evacuator keeps the object layer's watermarks (start at 25% free, stop at 40%).
+    /// Lower ones (5%/8%, floor 2%) held more of the frame (5 MiB fetched at 100% local) but
+    /// left no room for the derived columns a step makes: the appends then waited for
+    /// write-backs (step 4 took 15–45 ms instead of 5–35), and the nine steps at 25% and 5%
+    /// local were slower (`farmem-demo --far-only`, medians of 3, loaded 2-core machine).
     ///
     /// The prefetcher reads ahead about 1/64 of local memory per scanned column (4 to 16
     /// chunks): with 64 KiB chunks the object layer's default depth of 64 is a 4 MiB lead per
@@ -208,32 +210,15 @@ impl FarStorage {
         } else {
             4 * chunk
         };
-        let (floor, low, high) = column_watermarks(local_bytes / region);
         Config::builder()
             .local_bytes(local_bytes)
             .chunk_bytes(chunk)
             .region_bytes(region)
-            .hard_floor(floor)
-            .watermarks(low, high)
             .reserve_far_on_grow(false)
             .alloc_wait(APPEND_WAIT)
             .prefetch_depth((local_bytes / 64 / chunk).clamp(4, 16))
             .build()
     }
-}
-
-/// `(hard floor, low, high)` free-region watermarks for a local log of `regions` regions (see
-/// [`FarStorage::config_for`]): 2%, 5% and 8% of the regions, each at least two regions above
-/// the one below (a small budget keeps a few whole regions for the evacuator and the open
-/// allocation regions).
-fn column_watermarks(regions: usize) -> (f64, f64, f64) {
-    let n = regions.max(1) as f64;
-    // A fraction just under `r` regions: the log rounds a fraction of regions up.
-    let at_least = |f: f64, r: usize| f.max((r as f64 - 0.5) / n);
-    let floor = at_least(0.02, 2);
-    let low = floor + at_least(0.03, 2);
-    let high = low + at_least(0.03, 2);
-    (floor, low, high.min(0.9))
 }
 
 impl std::fmt::Debug for FarStorage {

@@ -358,17 +358,14 @@ fn config_for_refuses_a_tiny_budget_and_picks_larger_chunks_for_large_ones() {
         FarStorage::config_for(64 << 20).unwrap().chunk_bytes,
         64 << 10
     );
-    // Regions of 16 chunks where at least 32 fit, else 4; the evacuator keeps a few percent
-    // free, and at least two regions between each watermark on a small budget.
+    // Regions of 16 chunks where at least 32 of them fit, else 4.
     let big = FarStorage::config_for(64 << 20).unwrap();
-    assert_eq!(big.region_bytes, 1 << 20);
-    assert!(big.high_watermark <= 0.1, "{big:?}");
+    assert_eq!(big.region_bytes, 16 * big.chunk_bytes);
+    assert!(big.regions() >= 32, "{big:?}");
     let small = FarStorage::config_for(8 << 20).unwrap();
-    assert_eq!(small.region_bytes, 256 << 10);
-    let regions = small.regions() as f64;
-    assert!((small.hard_floor * regions).ceil() >= 2.0, "{small:?}");
-    assert!(((small.low_watermark - small.hard_floor) * regions).ceil() >= 2.0);
-    assert!(((small.high_watermark - small.low_watermark) * regions).ceil() >= 2.0);
+    assert_eq!(small.region_bytes, 4 * small.chunk_bytes);
+    let tiny = FarStorage::config_for(farmem_dataframe::MIN_LOCAL_BYTES).unwrap();
+    assert!(tiny.regions() >= 4, "{tiny:?}");
 }
 
 #[test]
