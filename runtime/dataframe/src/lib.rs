@@ -2,12 +2,15 @@
 //!
 //! - [`Element`]: the plain-data types a column holds (`u8`, `u16`, `i64`, `f64`).
 //! - [`ColumnStore`]: one column's storage, with the analysis operations (count, sum, min, max,
-//!   mean, median, unique, histogram, filter, gather) as overridable provided methods. **This is
+//!   mean, median, unique, histogram, filter, gather, and the histogram and unique of a row
+//!   set) as overridable provided methods. **This is
 //!   the plug-in point for far-memory columns:** a `RemVec`-backed column implements the six
 //!   primitives and overrides the operations its memory server can run next to the data (AIFM's
 //!   offload), returning identical results.
 //! - [`Storage`]: a family of columns (one type per element type) plus the multi-column
-//!   operations (differences, timestamp parts, haversine, grouped medians); [`LocalStorage`]
+//!   operations (differences, timestamp parts, haversine, grouped medians; the ones that make a
+//!   column also in a `_seen` form that hands the new values over as they are made);
+//!   [`LocalStorage`]
 //!   keeps everything in `Vec`s, the all-local baseline; [`FarStorage`] keeps every column in
 //!   far memory (`farmem_objects::RemVec`), the AIFM setting.
 //! - [`DataFrame`]: named typed columns; [`load_csv`] fills one from a CSV file in parallel.
