@@ -2,22 +2,31 @@
 //! (an embedded memory server over TCP, as `farmem-demo` does), then runs the nine steps
 //! `--repeat` times so a sampling profiler sees the steps rather than the load.
 //!
-//! `cargo run --release -p farmem-dataframe --example taxi_profile -- CSV LOCAL_PCT REPEAT`
+//! `cargo run --release -p farmem-dataframe --example taxi_profile -- CSV PCT REPEAT [OFFLOAD]`
+//! (PCT: local memory, percent of the working set; OFFLOAD: `auto`, the default, `always` or
+//! `never`)
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use farmem_dataframe::taxi;
-use farmem_dataframe::{load_csv, FarStorage, LoadOptions, Schema};
+use farmem_dataframe::{load_csv, FarStorage, LoadOptions, OffloadPolicy, Schema};
 use farmem_error::{Error, Result};
 use farmem_objects::{FarMemory, TcpBackend};
 use farmem_server::{Server, ServerConfig};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let [_, csv, pct, repeat] = args.as_slice() else {
-        return Err(Error::invalid("usage: taxi_profile CSV LOCAL_PCT REPEAT"));
+    let (csv, pct, repeat, offload) = match args.as_slice() {
+        [_, csv, pct, repeat] => (csv, pct, repeat, "auto"),
+        [_, csv, pct, repeat, offload] => (csv, pct, repeat, offload.as_str()),
+        _ => {
+            return Err(Error::invalid(
+                "usage: taxi_profile CSV LOCAL_PCT REPEAT [auto|always|never]",
+            ))
+        }
     };
+    let offload: OffloadPolicy = offload.parse()?;
     let pct: f64 = pct
         .parse()
         .map_err(|_| Error::invalid(format!("LOCAL_PCT {pct:?} is not a number")))?;
@@ -39,7 +48,7 @@ fn main() -> Result<()> {
     ))?;
     let backend = Arc::new(TcpBackend::connect(server.addr().to_string(), token, 2)?);
     let far = FarMemory::new(FarStorage::config_for(budget)?, backend)?;
-    let storage = FarStorage::new(far);
+    let storage = FarStorage::new(far).with_offload_policy(offload);
     let t = Instant::now();
     let (mut df, _) = load_csv(
         std::path::Path::new(csv),

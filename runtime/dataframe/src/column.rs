@@ -3,7 +3,8 @@
 //! A column is a sequence of [`Element`]s reached in chunks. An implementation provides six
 //! primitives (length, one element, append one, append many, visit a range chunk by chunk, make
 //! an empty column of the same kind); every analysis operation (count, sum, min, max, mean,
-//! median, unique, histogram, filter, gather) is a provided method written over those
+//! median, unique, histogram, filter, gather, and the histogram and unique of a row set without
+//! gathering it) is a provided method written over those
 //! primitives, so the plain-`Vec` [`LocalColumn`](crate::LocalColumn) gets them for free.
 //!
 //! A far-memory column over `farmem_objects::RemVec` implements the primitives with
@@ -19,6 +20,7 @@
 //! Every method returns `Result`: a far-memory column can fail (server gone, out of memory);
 //! the local one never does.
 
+use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::ops::Range;
 
@@ -114,12 +116,12 @@ pub trait ColumnStore<T: Element>: Send + Sync + Sized {
 
     /// Smallest element under the total order; `None` when empty.
     fn min(&self) -> Result<Option<T>> {
-        extreme(self, std::cmp::Ordering::Less)
+        extreme(self, Ordering::Less)
     }
 
     /// Largest element under the total order; `None` when empty.
     fn max(&self) -> Result<Option<T>> {
-        extreme(self, std::cmp::Ordering::Greater)
+        extreme(self, Ordering::Greater)
     }
 
     /// `sum / count` as `f64`; `None` when empty.
@@ -145,28 +147,30 @@ pub trait ColumnStore<T: Element>: Send + Sync + Sized {
 
     /// Each distinct element with its number of occurrences, ascending by element.
     fn histogram(&self) -> Result<Vec<(T, u64)>> {
-        let mut dense: Vec<u64> = Vec::new();
-        let mut sparse: HashMap<T::Key, (T, u64)> = HashMap::new();
+        let mut h = Histogram::default();
         self.for_each_chunk(|c| {
-            for &v in c {
-                match v.dense_index() {
-                    Some(i) => {
-                        if i >= dense.len() {
-                            dense.resize(i + 1, 0);
-                        }
-                        dense[i] += 1;
-                    }
-                    None => sparse.entry(v.key()).or_insert((v, 0)).1 += 1,
-                }
-            }
+            c.iter().for_each(|&v| h.add(v));
             Ok(())
         })?;
-        if !dense.is_empty() {
-            return dense_histogram(&dense);
-        }
-        let mut out: Vec<(T, u64)> = sparse.into_values().collect();
-        out.sort_by(|a, b| a.0.total_cmp(&b.0));
-        Ok(out)
+        h.finish()
+    }
+
+    /// The histogram of the elements at `rows` only: what `gather(rows)?.histogram()` returns,
+    /// without making the gathered column (a far one would be created, written and read once).
+    fn histogram_of(&self, rows: &RowSet) -> Result<Vec<(T, u64)>> {
+        let mut h = Histogram::default();
+        for_each_selected(self, rows, "histogram_of", |v| h.add(v))?;
+        h.finish()
+    }
+
+    /// The distinct elements at `rows`, ascending: `gather(rows)?.unique()` without the
+    /// gathered column.
+    fn unique_of(&self, rows: &RowSet) -> Result<Vec<T>> {
+        Ok(self
+            .histogram_of(rows)?
+            .into_iter()
+            .map(|(v, _)| v)
+            .collect())
     }
 
     /// The rows whose element `x` satisfies `x <op> value`.
@@ -228,6 +232,75 @@ pub trait ColumnStore<T: Element>: Send + Sync + Sized {
     }
 }
 
+/// Calls `f` with the element at each of `rows`, in order, over the chunks from the first
+/// selected row to the last; `InvalidArgument` (naming `what`) for a row out of bounds.
+fn for_each_selected<T: Element, C: ColumnStore<T>>(
+    col: &C,
+    rows: &RowSet,
+    what: &str,
+    mut f: impl FnMut(T),
+) -> Result<()> {
+    let idx = rows.rows();
+    let (Some(&first), Some(&last)) = (idx.first(), idx.last()) else {
+        return Ok(());
+    };
+    if last as usize >= col.len() {
+        return Err(Error::invalid(format!(
+            "{what}: row {last} out of bounds for a column of {} rows",
+            col.len()
+        )));
+    }
+    let mut next = 0usize;
+    col.for_each_chunk_in(first as usize..last as usize + 1, |off, c| {
+        let end = off + c.len();
+        while next < idx.len() && (idx[next] as usize) < end {
+            f(c[idx[next] as usize - off]);
+            next += 1;
+        }
+        Ok(())
+    })
+}
+
+/// The counts behind [`ColumnStore::histogram`]: a counting array for elements with a
+/// [`Element::dense_index`], a hash map for the others; one accumulator for every histogram so
+/// they all return the same result for the same elements.
+pub(crate) struct Histogram<T: Element> {
+    dense: Vec<u64>,
+    sparse: HashMap<T::Key, (T, u64)>,
+}
+
+impl<T: Element> Default for Histogram<T> {
+    fn default() -> Self {
+        Histogram {
+            dense: Vec::new(),
+            sparse: HashMap::new(),
+        }
+    }
+}
+
+impl<T: Element> Histogram<T> {
+    pub(crate) fn add(&mut self, v: T) {
+        match v.dense_index() {
+            Some(i) => {
+                if i >= self.dense.len() {
+                    self.dense.resize(i + 1, 0);
+                }
+                self.dense[i] += 1;
+            }
+            None => self.sparse.entry(v.key()).or_insert((v, 0)).1 += 1,
+        }
+    }
+
+    pub(crate) fn finish(self) -> Result<Vec<(T, u64)>> {
+        if !self.dense.is_empty() {
+            return dense_histogram(&self.dense);
+        }
+        let mut out: Vec<(T, u64)> = self.sparse.into_values().collect();
+        out.sort_by(|a, b| a.0.total_cmp(&b.0));
+        Ok(out)
+    }
+}
+
 /// Turns counts indexed by [`Element::dense_index`] into `(value, count)` pairs.
 fn dense_histogram<T: Element>(dense: &[u64]) -> Result<Vec<(T, u64)>> {
     let mut out = Vec::new();
@@ -244,18 +317,73 @@ fn dense_histogram<T: Element>(dense: &[u64]) -> Result<Vec<(T, u64)>> {
     Ok(out)
 }
 
-fn extreme<T: Element, C: ColumnStore<T>>(col: &C, want: std::cmp::Ordering) -> Result<Option<T>> {
-    let mut best: Option<T> = None;
+fn extreme<T: Element, C: ColumnStore<T>>(col: &C, want: Ordering) -> Result<Option<T>> {
+    let mut best = Extreme::new(want);
     col.for_each_chunk(|c| {
-        for &v in c {
-            match best {
-                Some(b) if v.total_cmp(&b) != want => {}
-                _ => best = Some(v),
-            }
-        }
+        c.iter().for_each(|&v| best.add(v));
         Ok(())
     })?;
-    Ok(best)
+    Ok(best.get())
+}
+
+/// The running min (`want` = `Less`) or max (`Greater`) of [`ColumnStore::min`] and
+/// [`ColumnStore::max`] under the total order: the first of equal elements wins.
+pub(crate) struct Extreme<T> {
+    want: Ordering,
+    best: Option<T>,
+}
+
+impl<T: Element> Extreme<T> {
+    pub(crate) fn new(want: Ordering) -> Extreme<T> {
+        Extreme { want, best: None }
+    }
+
+    pub(crate) fn add(&mut self, v: T) {
+        match self.best {
+            Some(b) if v.total_cmp(&b) != self.want => {}
+            _ => self.best = Some(v),
+        }
+    }
+
+    pub(crate) fn get(&self) -> Option<T> {
+        self.best
+    }
+}
+
+/// Max, min and mean of values seen batch by batch in row order, exactly as
+/// [`ColumnStore::max`], [`ColumnStore::min`] and [`ColumnStore::mean`] compute them over a
+/// column holding the same values (same total order, same accumulator, same addition order).
+pub(crate) struct Summary<T: Element> {
+    min: Extreme<T>,
+    max: Extreme<T>,
+    sum: T::Sum,
+    count: usize,
+}
+
+impl<T: Element> Summary<T> {
+    pub(crate) fn new() -> Summary<T> {
+        Summary {
+            min: Extreme::new(Ordering::Less),
+            max: Extreme::new(Ordering::Greater),
+            sum: T::Sum::default(),
+            count: 0,
+        }
+    }
+
+    pub(crate) fn add(&mut self, batch: &[T]) {
+        for &v in batch {
+            self.min.add(v);
+            self.max.add(v);
+            self.sum = T::accumulate(self.sum, v);
+        }
+        self.count += batch.len();
+    }
+
+    /// `(max, min, mean)`, each `None` when nothing was seen.
+    pub(crate) fn get(&self) -> (Option<T>, Option<T>, Option<f64>) {
+        let mean = (self.count > 0).then(|| T::sum_to_f64(self.sum) / self.count as f64);
+        (self.max.get(), self.min.get(), mean)
+    }
 }
 
 /// The median of `v` as defined by [`ColumnStore::median`]; reorders `v`.

@@ -25,17 +25,31 @@
 //! a scope, so every write path may wait for memory.
 //!
 //! The copy costs as much as the scan itself for the cheap aggregates, so the operations whose
-//! closures only read into local state (sum, min, max, mean, histogram, unique, filter,
-//! count_where) are overridden to run the provided code on `InScopeView`, whose chunk visits
-//! hand the closure the chunk's own slice inside the scope: no closure there touches far
+//! closures only read into local state (sum, min, max, mean, histogram, histogram_of, unique,
+//! filter, count_where) are overridden to run the provided code on `InScopeView`, whose chunk
+//! visits hand the closure the chunk's own slice inside the scope: no closure there touches far
 //! memory, so the wait above cannot arise. The row-wise operations that make a new column
 //! (`zip_i64`, `haversine_km`, `timestamp_part` and `timestamp_parts`, the last computing all
 //! parts in one pass) read the same rows of every input straight from their chunks inside one
 //! scope (inputs of one element type have the same chunk length, so their chunks line up),
-//! compute a batch into a local buffer, and append it after the scope closes; `group_median`
+//! compute a batch into a local buffer, hand it to the caller's `Seen` closure (which aggregates
+//! the new column without reading it back) and append it after the scope closes; `group_median`
 //! reads its values the same way. No input is copied out. Every scan renews its scope every few
 //! chunks so it never pins more than a sliver of local memory (the evacuator keeps up at a local
 //! budget of a few percent of the data).
+//!
+//! # Streaming scans
+//!
+//! A scan whose columns together are larger than half the local budget cannot keep them cached
+//! until the next step; read normally, every chunk it touches would be marked hot and copied
+//! once by the evacuator (second chance) before being dropped, and would push out the columns
+//! that later steps read again. Such a scan reads its chunks with the don't-cache hint
+//! (`RemVec::chunk_nocache`): chunks already local (loaded, or prefetched ahead of the scan)
+//! are used and left cold, so the evacuator drops them without a copy. The first chunk of every
+//! batch is read normally: a miss there starts the prefetcher's stride, and prefetched chunks
+//! used later keep it going. At 25% local this cut the evacuator's object moves in step 6
+//! (haversine over four 8 MB columns) by half and the process CPU of the nine steps by about
+//! 5–10% (`taxi_profile CSV 25 6`).
 //!
 //! A new column reserves all its chunks before it is filled ([`ColumnStore::reserve`]): they
 //! start fresh, so filling them fetches nothing, and with the configuration of
@@ -54,12 +68,12 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use farmem_error::{Error, Result};
-use farmem_objects::{Config, FarMemory, Pod, RemVec};
+use farmem_objects::{Config, DerefScope, FarMemory, Pod, RemVec};
 
-use crate::column::{median_in_place, ColumnStore};
+use crate::column::{median_in_place, ColumnStore, Histogram};
 use crate::element::{CmpOp, Element, RowSet};
 use crate::far_offload::{Offload, OffloadPolicy, OffloadStats};
-use crate::storage::{haversine_km, same_len, BinaryOp, Storage, TimePart, TripCoordinates};
+use crate::storage::{haversine_km, same_len, BinaryOp, Seen, Storage, TimePart, TripCoordinates};
 
 /// Rows a scan copies out of far memory per closure call.
 pub const SCAN_BATCH_ROWS: usize = 64 * 1024;
@@ -70,6 +84,10 @@ pub const APPEND_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The smallest local budget [`FarStorage::config_for`] accepts (8 regions of 16 KiB).
 pub const MIN_LOCAL_BYTES: usize = 128 << 10;
+
+/// The fewest regions [`FarStorage::config_for`] gives a budget when it can choose the region
+/// size: the open allocation regions (a few per core) and the evacuator's reserve take several.
+const MIN_REGIONS: usize = 32;
 
 /// An [`Element`] as a far-memory plain-data value; see the module note.
 #[repr(transparent)]
@@ -145,6 +163,17 @@ impl FarStorage {
     /// [`MIN_LOCAL_BYTES`], where too few regions are left for the evacuator to keep up with
     /// appends.
     ///
+    /// Regions hold 16 chunks where the budget still has [`MIN_REGIONS`] of them (1 MiB regions
+    /// from 32 MiB up), else 4: a chunk is a power of two plus a 16-byte header, so a region of
+    /// 4 chunks holds 3 and wastes a quarter of local memory, one of 16 holds 15
+    /// (`farmem-demo --local 100` fetched 17–30 MiB in the nine steps instead of 26–30 MiB).
+    ///
+    /// The evacuator keeps the object layer's watermarks (start at 25% free, stop at 40%).
+    /// Lower ones (5%/8%, floor 2%) held more of the frame (5 MiB fetched at 100% local) but
+    /// left no room for the derived columns a step makes: the appends then waited for
+    /// write-backs (step 4 took 15–45 ms instead of 5–35), and the nine steps at 25% and 5%
+    /// local were slower (`farmem-demo --far-only`, medians of 3, loaded 2-core machine).
+    ///
     /// The prefetcher reads ahead about 1/64 of local memory per scanned column (4 to 16
     /// chunks): with 64 KiB chunks the object layer's default depth of 64 is a 4 MiB lead per
     /// column, which at a local budget of a few percent evicts prefetched chunks before they are
@@ -168,10 +197,18 @@ impl FarStorage {
                 "a far-memory DataFrame needs at least {MIN_LOCAL_BYTES} bytes of local memory, got {local_bytes}; raise the local budget"
             )));
         }
-        let (chunk, region) = if local_bytes < 4 << 20 {
-            (4 << 10, 16 << 10)
+        let chunk = if local_bytes < 4 << 20 {
+            4 << 10
         } else {
-            (64 << 10, 256 << 10)
+            64 << 10
+        };
+        // A region holds one chunk fewer than `region / chunk` (each object has a 16-byte
+        // header, chunks are powers of two): 16 chunks a region use 15/16 of local memory, 4
+        // chunks only 3/4. Large regions where the budget still holds enough of them.
+        let region = if local_bytes / (16 * chunk) >= MIN_REGIONS {
+            16 * chunk
+        } else {
+            4 * chunk
         };
         Config::builder()
             .local_bytes(local_bytes)
@@ -256,13 +293,14 @@ impl<T: Element> FarColumn<T> {
     ) -> Result<()> {
         let chunk_len = self.values.chunk_len();
         let every = self.renew_every();
+        let stream = streams(&self.far, self.len() * std::mem::size_of::<T>());
         let mut scope = self.far.scope();
         let mut since_renew = 0;
         let mut i = range.start;
         while i < range.end {
             let c = i / chunk_len;
             let off = i - c * chunk_len;
-            let chunk = self.values.chunk(c, &scope)?;
+            let chunk = scan_chunk(&self.values, c, &scope, stream && i != range.start)?;
             let n = (chunk.len() - off).min(range.end - i);
             f(i, as_elements(&chunk[off..off + n]))?;
             i += n;
@@ -421,6 +459,17 @@ impl<T: Element> ColumnStore<T> for FarColumn<T> {
         InScopeView(self).histogram()
     }
 
+    // The server gathers the selected values when few rows of a remote column are selected
+    // (far_offload.rs), and they are counted here; else read in scope like `histogram`.
+    fn histogram_of(&self, rows: &RowSet) -> Result<Vec<(T, u64)>> {
+        if let Some(values) = self.remote_gather(rows)? {
+            let mut h = Histogram::default();
+            values.into_iter().for_each(|v| h.add(v));
+            return h.finish();
+        }
+        InScopeView(self).histogram_of(rows)
+    }
+
     fn filter(&self, op: CmpOp, value: T) -> Result<RowSet> {
         if let Some(r) = self.remote_filter(op, value)? {
             return Ok(r);
@@ -509,14 +558,15 @@ impl Storage for FarStorage {
     }
 
     fn timestamp_part(&self, ts: &FarColumn<i64>, part: TimePart) -> Result<FarColumn<u8>> {
-        self.map_in_scope([ts], |[t]: [i64; 1]| part.of(t))
+        self.map_in_scope([ts], |[t]: [i64; 1]| part.of(t), &mut |_| {})
     }
 
     // One pass over the timestamps for all the parts: a remote input is fetched once.
-    fn timestamp_parts(
+    fn timestamp_parts_seen(
         &self,
         ts: &FarColumn<i64>,
         parts: &[TimePart],
+        seen: &mut dyn FnMut(usize, &[u8]),
     ) -> Result<Vec<FarColumn<u8>>> {
         let mut outs = parts
             .iter()
@@ -540,7 +590,8 @@ impl Storage for FarStorage {
                 }
                 Ok(())
             })?;
-            for (o, r) in outs.iter_mut().zip(&res) {
+            for (k, (o, r)) in outs.iter_mut().zip(&res).enumerate() {
+                seen(k, r);
                 o.extend_from_slice(r)?;
             }
             start = end;
@@ -548,20 +599,29 @@ impl Storage for FarStorage {
         Ok(outs)
     }
 
-    fn zip_i64(
+    fn zip_i64_seen(
         &self,
         a: &FarColumn<i64>,
         b: &FarColumn<i64>,
         op: BinaryOp,
+        seen: Seen<'_, i64>,
     ) -> Result<FarColumn<i64>> {
         same_len(&[a.len(), b.len()], "zip_i64")?;
-        self.map_in_scope([a, b], |[x, y]: [i64; 2]| op.apply(x, y))
+        self.map_in_scope([a, b], |[x, y]: [i64; 2]| op.apply(x, y), seen)
     }
 
-    fn haversine_km(&self, c: TripCoordinates<'_, FarColumn<f64>>) -> Result<FarColumn<f64>> {
+    fn haversine_km_seen(
+        &self,
+        c: TripCoordinates<'_, FarColumn<f64>>,
+        seen: Seen<'_, f64>,
+    ) -> Result<FarColumn<f64>> {
         let cols = [c.pickup_lat, c.pickup_lon, c.dropoff_lat, c.dropoff_lon];
         same_len(&cols.map(|c| c.len()), "haversine_km")?;
-        self.map_in_scope(cols, |[a, b, d, e]: [f64; 4]| haversine_km(a, b, d, e))
+        self.map_in_scope(
+            cols,
+            |[a, b, d, e]: [f64; 4]| haversine_km(a, b, d, e),
+            seen,
+        )
     }
 
     // The values are read inside the scope straight from their chunks (only the `u8` keys of a
@@ -599,11 +659,12 @@ impl Storage for FarStorage {
 impl FarStorage {
     /// A new column of `f(row of inputs)` for every row of the `N` equally long `inputs`,
     /// computed inside the scope straight from the inputs' chunks (no copy of an input) a batch
-    /// at a time, each batch appended with the scope closed (module note).
+    /// at a time, each batch handed to `seen` and appended with the scope closed (module note).
     fn map_in_scope<T: Element, U: Element, const N: usize>(
         &self,
         inputs: [&FarColumn<T>; N],
         f: impl Fn([T; N]) -> U,
+        seen: Seen<'_, U>,
     ) -> Result<FarColumn<U>> {
         let len = inputs.first().map_or(0, |c| c.len());
         let mut out = self.new_column::<U>()?;
@@ -618,10 +679,31 @@ impl FarStorage {
                 res.extend((0..n).map(|i| f(cols.map(|c| c[i]))));
                 Ok(())
             })?;
+            seen(&res);
             out.extend_from_slice(&res)?;
             start = end;
         }
         Ok(out)
+    }
+}
+
+/// Whether a scan over `bytes` of columns streams them (module note): more than half the local
+/// budget cannot stay cached through the scan anyway.
+fn streams(far: &FarMemory, bytes: usize) -> bool {
+    bytes > far.config().local_bytes / 2
+}
+
+/// Chunk `c` of `values` for a scan; with `stream`, with the don't-cache hint (module note).
+fn scan_chunk<'s, T: Element>(
+    values: &'s RemVec<FarElement<T>>,
+    c: usize,
+    scope: &'s DerefScope<'_>,
+    stream: bool,
+) -> Result<&'s [FarElement<T>]> {
+    if stream {
+        values.chunk_nocache(c, scope)
+    } else {
+        values.chunk(c, scope)
     }
 }
 
@@ -648,6 +730,7 @@ fn visit_columns_in_scope<T: Element, const N: usize>(
         }
     }
     let every = (first.renew_every() / N).max(1);
+    let stream = streams(far, N * first.len() * std::mem::size_of::<T>());
     let mut scope = far.scope();
     let mut since_renew = 0;
     let mut i = range.start;
@@ -658,7 +741,7 @@ fn visit_columns_in_scope<T: Element, const N: usize>(
         {
             let mut pieces: [&[T]; N] = [&[]; N];
             for (piece, col) in pieces.iter_mut().zip(cols) {
-                let chunk = col.values.chunk(c, &scope)?;
+                let chunk = scan_chunk(&col.values, c, &scope, stream && i != range.start)?;
                 *piece = as_elements(&chunk[off..off + n]);
             }
             f(pieces)?;
@@ -674,136 +757,4 @@ fn visit_columns_in_scope<T: Element, const N: usize>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn storage() -> Result<FarStorage> {
-        Ok(FarStorage::new(FarMemory::in_process(
-            FarStorage::config_for(MIN_LOCAL_BYTES)?,
-            1 << 30,
-        )?))
-    }
-
-    // Chunks take far capacity at write-back (config_for): a full backend still ends the load
-    // with an error of the right kind, not a hang.
-    #[test]
-    fn a_full_memory_server_is_out_of_far_memory() -> Result<()> {
-        let far = FarStorage::new(FarMemory::in_process(
-            FarStorage::config_for(MIN_LOCAL_BYTES)?,
-            64 << 10,
-        )?);
-        let e = far
-            .column_from_slice(&vec![1i64; 200_000])
-            .map(|_| ())
-            .unwrap_err();
-        assert_eq!(e.kind(), farmem_error::ErrorKind::OutOfFarMemory, "{e}");
-        Ok(())
-    }
-
-    // The in-scope view runs the provided read-only aggregates; it must refuse anything that
-    // would write far memory while its scope is open (module note).
-    #[test]
-    fn the_in_scope_view_refuses_writes() -> Result<()> {
-        let col = storage()?.column_from_slice(&[3i64, 1, 2])?;
-        let mut view = InScopeView(&col);
-        for e in [
-            view.push(4).unwrap_err(),
-            view.extend_from_slice(&[4]).unwrap_err(),
-            view.empty_like().map(|_| ()).unwrap_err(),
-        ] {
-            assert_eq!(e.kind(), farmem_error::ErrorKind::Internal, "{e}");
-        }
-        assert_eq!(col.len(), 3);
-        Ok(())
-    }
-
-    // A column several times the local budget, so the in-scope scans renew their scope and
-    // fetch remote chunks while the closure runs on the chunk's own slice.
-    #[test]
-    fn in_scope_aggregates_and_timestamp_parts_match_the_local_baseline() -> Result<()> {
-        let far = storage()?;
-        let values: Vec<i64> = (0..100_000i64)
-            .map(|i| (i * 7919) % 10_007 - 5_000)
-            .collect();
-        let col = far.column_from_slice(&values)?;
-        let local = crate::LocalColumn::from_vec(values.clone());
-        assert_eq!(col.sum()?, local.sum()?);
-        assert_eq!(col.min()?, local.min()?);
-        assert_eq!(col.max()?, local.max()?);
-        assert_eq!(col.mean()?, local.mean()?);
-        assert_eq!(col.histogram()?, local.histogram()?);
-        assert_eq!(col.unique()?, local.unique()?);
-        assert_eq!(col.filter(CmpOp::Gt, 10)?, local.filter(CmpOp::Gt, 10)?);
-        assert_eq!(
-            col.count_where(CmpOp::Lt, -100)?,
-            local.count_where(CmpOp::Lt, -100)?
-        );
-        let ts: Vec<i64> = (0..100_000i64).map(|i| 1_420_070_400 + i * 613).collect();
-        let far_ts = far.column_from_slice(&ts)?;
-        let hours = far.timestamp_part(&far_ts, TimePart::Hour)?.to_vec()?;
-        let want: Vec<u8> = ts.iter().map(|&t| TimePart::Hour.of(t)).collect();
-        assert_eq!(hours, want);
-        assert!(far.far_memory().metrics().bytes_fetched > 0);
-        Ok(())
-    }
-
-    // The row-wise overrides (chunks of several columns read in one scope, one pass for all
-    // timestamp parts, values grouped in scope) against the local storage's results.
-    #[test]
-    fn row_wise_overrides_match_the_local_storage() -> Result<()> {
-        use crate::storage::{BinaryOp, TripCoordinates};
-        use crate::LocalStorage;
-        let far = storage()?;
-        let n = 70_000i64;
-        let a: Vec<i64> = (0..n).map(|i| 1_420_070_400 + i * 613).collect();
-        let b: Vec<i64> = (0..n)
-            .map(|i| 1_420_070_400 + i * 613 + (i * 37) % 3600)
-            .collect();
-        let coord = |k: i64| -> Vec<f64> {
-            (0..n)
-                .map(|i| 40.0 + ((i * k) % 1000) as f64 / 997.0)
-                .collect()
-        };
-        let (fa, fb) = (far.column_from_slice(&a)?, far.column_from_slice(&b)?);
-        let (la, lb) = (
-            LocalStorage.column_from_slice(&a)?,
-            LocalStorage.column_from_slice(&b)?,
-        );
-        let fz = far.zip_i64(&fb, &fa, BinaryOp::Sub)?;
-        let lz = LocalStorage.zip_i64(&lb, &la, BinaryOp::Sub)?;
-        assert_eq!(fz.to_vec()?, lz.to_vec()?);
-        let fc: Vec<_> = [3, 5, 7, 11]
-            .iter()
-            .map(|&k| far.column_from_slice(&coord(k)))
-            .collect::<Result<_>>()?;
-        let lc: Vec<_> = [3, 5, 7, 11]
-            .iter()
-            .map(|&k| LocalStorage.column_from_slice(&coord(k)))
-            .collect::<Result<_>>()?;
-        let fd = far.haversine_km(TripCoordinates {
-            pickup_lat: &fc[0],
-            pickup_lon: &fc[1],
-            dropoff_lat: &fc[2],
-            dropoff_lon: &fc[3],
-        })?;
-        let ld = LocalStorage.haversine_km(TripCoordinates {
-            pickup_lat: &lc[0],
-            pickup_lon: &lc[1],
-            dropoff_lat: &lc[2],
-            dropoff_lon: &lc[3],
-        })?;
-        assert_eq!(fd.to_vec()?, ld.to_vec()?);
-        let parts = [TimePart::Month, TimePart::Hour, TimePart::Weekday];
-        let fp = far.timestamp_parts(&fa, &parts)?;
-        let lp = LocalStorage.timestamp_parts(&la, &parts)?;
-        assert_eq!(fp.len(), 3);
-        for (f, l) in fp.iter().zip(&lp) {
-            assert_eq!(f.to_vec()?, l.to_vec()?);
-        }
-        assert_eq!(
-            far.group_median(&fp[2], &fz)?,
-            LocalStorage.group_median(&lp[2], &lz)?
-        );
-        Ok(())
-    }
-}
+mod tests;

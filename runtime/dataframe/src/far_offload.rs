@@ -16,6 +16,12 @@
 //!   on the 2-core loopback box, offloading the taxi analysis's small `u8` columns made steps 2,
 //!   3, 5 and 7 slower.
 //!
+//! `Auto` never offloads a filter: its result is a row index per selected row, up to as many
+//! bytes as the column itself, and the server builds and encodes it row by row; the taxi
+//! frame's `VendorID == v` filter (about half the rows) took 2–3x as long offloaded as fetched
+//! and filtered locally, at 5% and at 25% local memory alike (`taxi_profile ... always` vs
+//! `never`). `Always` still offloads filters.
+//!
 //! Either way only when the backend has a remote agent: the first offload asks the backend
 //! once (a `column_at` call with empty arguments, before any flush); `Unsupported` (the
 //! in-process backend) marks the storage agent-less and every later operation runs locally
@@ -35,7 +41,14 @@
 //!    order from 0.0, mean = sum / len), so every result is identical to the local path's; the
 //!    differential tests in `tests/dataframe_offload.rs` check it for every element type.
 //!
-//! Offloaded: sum, min, max, mean, unique, histogram, filter, count_where. Not offloaded:
+//! Offloaded: sum, min, max, mean, unique, histogram, filter, count_where, and the gather
+//! behind `histogram_of` and `unique_of` (the server's `Gather` returns the selected values;
+//! the histogram is counted locally). `Auto` offloads that gather only when its call and result
+//! (an index and a value per row) are under a quarter of the column's bytes, and unless
+//! [`AUTO_GATHER_RESIDENT_PERCENT`] of the column is local (a few rows spread over the column
+//! touch most of its chunks, so anything short of an almost cached column means fetching most
+//! of it): the taxi analysis's step 5 reads the vendors of the 0.5% of rows flagged `Y`, which
+//! otherwise fetches the whole 8 MB `VendorID` column when it is remote. Not offloaded:
 //! `count` (it is the column's length, known locally), `median` (the server's is the lower
 //! median, the DataFrame's averages the two middle elements of an even count), `gather` and
 //! the row-wise operations (they create far columns, which the server's `Map`/`Pairwise` cannot
@@ -116,6 +129,14 @@ pub struct OffloadStats {
     /// Chunks written back by the flushes before offloaded operations.
     pub chunks_flushed: u64,
 }
+
+/// Bytes an offloaded gather moves per row, at most: its index in the call, its value (a tagged
+/// scalar) in the result.
+const GATHER_BYTES_PER_ROW: usize = 8 + 9;
+
+/// `Auto` offloads a gather of few rows unless at least this percentage of the column's chunks
+/// are local (module note).
+pub const AUTO_GATHER_RESIDENT_PERCENT: usize = 90;
 
 /// `Auto` offloads when fewer than this percentage of a column's chunks are local.
 pub const AUTO_RESIDENT_PERCENT: usize = 50;
@@ -255,6 +276,17 @@ impl<T: Element> FarColumn<T> {
         op: impl FnOnce(ElemType) -> ColumnOp,
         result_bytes: usize,
     ) -> Result<Option<ColumnResult>> {
+        self.offload_when(op, result_bytes, AUTO_RESIDENT_PERCENT)
+    }
+
+    /// [`offload`](Self::offload), where `Auto` runs locally from `auto_resident_percent` of
+    /// the column's chunks local.
+    fn offload_when(
+        &self,
+        op: impl FnOnce(ElemType) -> ColumnOp,
+        result_bytes: usize,
+        auto_resident_percent: usize,
+    ) -> Result<Option<ColumnResult>> {
         let ctl = self.offload_state();
         let Some(elem) = elem_type::<T>() else {
             return ctl.ran_locally();
@@ -273,7 +305,7 @@ impl<T: Element> FarColumn<T> {
             OffloadPolicy::Auto => {
                 let chunks = values.num_chunks();
                 if chunks < AUTO_MIN_CHUNKS
-                    || values.resident_chunks() * 100 >= chunks * AUTO_RESIDENT_PERCENT
+                    || values.resident_chunks() * 100 >= chunks * auto_resident_percent
                 {
                     return ctl.ran_locally();
                 }
@@ -402,8 +434,48 @@ impl<T: Element> FarColumn<T> {
         )
     }
 
+    /// The elements at `rows`, in order, gathered on the server, if it runs there: under
+    /// `Auto` only when the call moves far less than the column and the column is not almost
+    /// all local (module note). Rows out of bounds run locally, which reports them.
+    pub(crate) fn remote_gather(&self, rows: &RowSet) -> Result<Option<Vec<T>>> {
+        let Some(elem) = elem_type::<T>() else {
+            return self.offload_state().ran_locally();
+        };
+        let idx = rows.rows();
+        let len = self.values().len();
+        let call_bytes = idx.len().saturating_mul(GATHER_BYTES_PER_ROW);
+        let few = call_bytes <= len.saturating_mul(std::mem::size_of::<T>()) / 4;
+        if idx.last().map_or(true, |&r| r as usize >= len)
+            || (self.offload_state().policy() == OffloadPolicy::Auto && !few)
+        {
+            return self.offload_state().ran_locally();
+        }
+        let indices = idx.iter().map(|&r| u64::from(r)).collect();
+        let op = |_| ColumnOp::Gather { indices };
+        Ok(
+            match self.offload_when(op, call_bytes, AUTO_GATHER_RESIDENT_PERCENT)? {
+                None => None,
+                Some(ColumnResult::Values(v)) if v.len() == idx.len() => Some(
+                    v.into_iter()
+                        .map(|s| from_scalar(s, elem))
+                        .collect::<Result<_>>()?,
+                ),
+                Some(r) => {
+                    return Err(bad_result(format!(
+                        "{r:?} for a gather of {} rows",
+                        idx.len()
+                    )))
+                }
+            },
+        )
+    }
+
     /// The rows with `x <op> value`, selected on the server, if it runs there.
     pub(crate) fn remote_filter(&self, op: CmpOp, value: T) -> Result<Option<RowSet>> {
+        if self.offload_state().policy() == OffloadPolicy::Auto {
+            // Auto keeps filters local (module note).
+            return self.offload_state().ran_locally();
+        }
         let rows_bytes = self.values().len().saturating_mul(8);
         let r = self.offload(
             |elem| ColumnOp::Filter {

@@ -9,6 +9,13 @@
 //! [`ColumnStore::copy_range`]; a far-memory storage overrides the ones its memory server can
 //! run next to the data (AIFM §5, offloaded DataFrame operators), returning identical results.
 //!
+//! The operations that make a new column have a `_seen` form that also hands each batch of new
+//! values to a closure ([`Seen`]) while they are still local: an analysis that aggregates the
+//! new column (the max, min and mean of the trip durations, the histograms of the pickup hours)
+//! does it in the same pass, instead of reading back a column that a far-memory storage may
+//! already have evacuated. The plain form is the `_seen` form with a closure that ignores the
+//! values; a storage overrides the `_seen` form.
+//!
 //! [`LocalStorage`] keeps everything in plain `Vec`s: the all-local ideal baseline.
 
 use std::ops::Range;
@@ -59,6 +66,10 @@ impl TimePart {
         }
     }
 }
+
+/// Where an operation that makes a new column hands over its values as it makes them: called
+/// with consecutive batches in row order, together covering the column (module note).
+pub type Seen<'a, T> = &'a mut dyn FnMut(&[T]);
 
 /// Mean Earth radius in km used by [`haversine_km`] (as in AIFM's taxi analysis).
 pub const EARTH_RADIUS_KM: f64 = 6371.0;
@@ -113,6 +124,17 @@ pub trait Storage: Clone + Send + Sync + 'static {
         b: &Self::Column<i64>,
         op: BinaryOp,
     ) -> Result<Self::Column<i64>> {
+        self.zip_i64_seen(a, b, op, &mut |_| {})
+    }
+
+    /// [`zip_i64`](Self::zip_i64), also handing every new value to `seen` (module note).
+    fn zip_i64_seen(
+        &self,
+        a: &Self::Column<i64>,
+        b: &Self::Column<i64>,
+        op: BinaryOp,
+        seen: Seen<'_, i64>,
+    ) -> Result<Self::Column<i64>> {
         same_len(&[a.len(), b.len()], "zip_i64")?;
         let mut out = self.new_column()?;
         out.reserve(a.len())?;
@@ -122,6 +144,7 @@ pub trait Storage: Clone + Send + Sync + 'static {
             read_block(b, &rows, &mut xb)?;
             res.clear();
             res.extend(xa.iter().zip(&xb).map(|(&x, &y)| op.apply(x, y)));
+            seen(&res);
             out.extend_from_slice(&res)?;
         }
         Ok(out)
@@ -148,13 +171,43 @@ pub trait Storage: Clone + Send + Sync + 'static {
         ts: &Self::Column<i64>,
         parts: &[TimePart],
     ) -> Result<Vec<Self::Column<u8>>> {
-        parts.iter().map(|&p| self.timestamp_part(ts, p)).collect()
+        self.timestamp_parts_seen(ts, parts, &mut |_, _| {})
+    }
+
+    /// [`timestamp_parts`](Self::timestamp_parts), also handing every new value to `seen`
+    /// with the index of its part in `parts` (module note; each part's values in row order).
+    fn timestamp_parts_seen(
+        &self,
+        ts: &Self::Column<i64>,
+        parts: &[TimePart],
+        seen: &mut dyn FnMut(usize, &[u8]),
+    ) -> Result<Vec<Self::Column<u8>>> {
+        let mut outs = Vec::with_capacity(parts.len());
+        for (k, &p) in parts.iter().enumerate() {
+            let col = self.timestamp_part(ts, p)?;
+            col.for_each_chunk(|c| {
+                seen(k, c);
+                Ok(())
+            })?;
+            outs.push(col);
+        }
+        Ok(outs)
     }
 
     /// [`haversine_km`] of every row's pickup and dropoff coordinates.
     fn haversine_km(
         &self,
         coords: TripCoordinates<'_, Self::Column<f64>>,
+    ) -> Result<Self::Column<f64>> {
+        self.haversine_km_seen(coords, &mut |_| {})
+    }
+
+    /// [`haversine_km`](Self::haversine_km), also handing every new value to `seen` (module
+    /// note).
+    fn haversine_km_seen(
+        &self,
+        coords: TripCoordinates<'_, Self::Column<f64>>,
+        seen: Seen<'_, f64>,
     ) -> Result<Self::Column<f64>> {
         let cols = [
             coords.pickup_lat,
@@ -176,6 +229,7 @@ pub trait Storage: Clone + Send + Sync + 'static {
                 (0..rows.len())
                     .map(|i| haversine_km(bufs[0][i], bufs[1][i], bufs[2][i], bufs[3][i])),
             );
+            seen(&res);
             out.extend_from_slice(&res)?;
         }
         Ok(out)
@@ -345,23 +399,29 @@ impl Storage for LocalStorage {
     }
 
     // The baseline skips the block copies of the provided version: it zips the slices.
-    fn zip_i64(
+    fn zip_i64_seen(
         &self,
         a: &LocalColumn<i64>,
         b: &LocalColumn<i64>,
         op: BinaryOp,
+        seen: Seen<'_, i64>,
     ) -> Result<LocalColumn<i64>> {
         same_len(&[a.len(), b.len()], "zip_i64")?;
-        Ok(LocalColumn::from_vec(
-            a.values
-                .iter()
-                .zip(&b.values)
-                .map(|(&x, &y)| op.apply(x, y))
-                .collect(),
-        ))
+        let out: Vec<i64> = a
+            .values
+            .iter()
+            .zip(&b.values)
+            .map(|(&x, &y)| op.apply(x, y))
+            .collect();
+        seen(&out);
+        Ok(LocalColumn::from_vec(out))
     }
 
-    fn haversine_km(&self, c: TripCoordinates<'_, LocalColumn<f64>>) -> Result<LocalColumn<f64>> {
+    fn haversine_km_seen(
+        &self,
+        c: TripCoordinates<'_, LocalColumn<f64>>,
+        seen: Seen<'_, f64>,
+    ) -> Result<LocalColumn<f64>> {
         let cols = [c.pickup_lat, c.pickup_lon, c.dropoff_lat, c.dropoff_lon];
         same_len(&cols.map(|c| c.len()), "haversine_km")?;
         let (a, b, d, e) = (
@@ -370,10 +430,10 @@ impl Storage for LocalStorage {
             &c.dropoff_lat.values,
             &c.dropoff_lon.values,
         );
-        Ok(LocalColumn::from_vec(
-            (0..a.len())
-                .map(|i| haversine_km(a[i], b[i], d[i], e[i]))
-                .collect(),
-        ))
+        let out: Vec<f64> = (0..a.len())
+            .map(|i| haversine_km(a[i], b[i], d[i], e[i]))
+            .collect();
+        seen(&out);
+        Ok(LocalColumn::from_vec(out))
     }
 }

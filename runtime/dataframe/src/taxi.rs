@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use farmem_error::{Error, Result};
 
-use crate::column::ColumnStore;
+use crate::column::{ColumnStore, Histogram, Summary};
 use crate::element::CmpOp;
 use crate::frame::{AnyColumn, DataFrame};
 use crate::storage::{BinaryOp, Storage, TimePart, TripCoordinates};
@@ -156,27 +156,25 @@ pub fn passenger_histogram<S: Storage>(
     vendor: i64,
 ) -> Result<PassengerHistogram> {
     let rows = df.i64("VendorID")?.filter(CmpOp::Eq, vendor)?;
-    let passengers = df.u8("passenger_count")?.gather(&rows)?;
     Ok(PassengerHistogram {
         vendor,
-        counts: passengers.histogram()?,
+        counts: df.u8("passenger_count")?.histogram_of(&rows)?,
     })
 }
 
-/// Step 4: adds [`DURATION`] and returns its max, min and mean.
+/// Step 4: adds [`DURATION`] and returns its max, min and mean (computed as the column is made,
+/// with the arithmetic of [`ColumnStore::max`], `min` and `mean`).
 pub fn trip_duration<S: Storage>(df: &mut DataFrame<S>) -> Result<DurationStats> {
-    let duration = df.storage().zip_i64(
+    let mut summary = Summary::new();
+    let duration = df.storage().zip_i64_seen(
         df.timestamp("tpep_dropoff_datetime")?,
         df.timestamp("tpep_pickup_datetime")?,
         BinaryOp::Sub,
+        &mut |batch| summary.add(batch),
     )?;
-    let stats = DurationStats {
-        max: duration.max()?,
-        min: duration.min()?,
-        mean: duration.mean()?,
-    };
+    let (max, min, mean) = summary.get();
     df.add_column(DURATION, AnyColumn::I64(duration))?;
-    Ok(stats)
+    Ok(DurationStats { max, min, mean })
 }
 
 /// Step 5: share of flag `N` and the vendors of the `Y` rows.
@@ -185,7 +183,7 @@ pub fn store_and_forward<S: Storage>(df: &DataFrame<S>) -> Result<StoreAndForwar
     let rows = flag.codes().count()?;
     let n_rows = flag.count_equal::<u8>("N")?;
     let y_rows = flag.rows_equal::<u8>("Y")?;
-    let y_vendors = df.i64("VendorID")?.gather(&y_rows)?.unique()?;
+    let y_vendors = df.i64("VendorID")?.unique_of(&y_rows)?;
     Ok(StoreAndForward {
         rows,
         n_rows,
@@ -198,27 +196,37 @@ pub fn store_and_forward<S: Storage>(df: &DataFrame<S>) -> Result<StoreAndForwar
     })
 }
 
-/// Step 6: adds [`HAVERSINE_DISTANCE`] and counts the trips over 100 km.
+/// Step 6: adds [`HAVERSINE_DISTANCE`] and counts the trips over 100 km (as the column is made).
 pub fn long_trips<S: Storage>(df: &mut DataFrame<S>) -> Result<LongTrips> {
-    let distance = df.storage().haversine_km(TripCoordinates {
-        pickup_lat: df.f64("pickup_latitude")?,
-        pickup_lon: df.f64("pickup_longitude")?,
-        dropoff_lat: df.f64("dropoff_latitude")?,
-        dropoff_lon: df.f64("dropoff_longitude")?,
-    })?;
-    let over_100km = distance.count_where(CmpOp::Gt, 100.0)?;
+    let mut over_100km = 0;
+    let distance = df.storage().haversine_km_seen(
+        TripCoordinates {
+            pickup_lat: df.f64("pickup_latitude")?,
+            pickup_lon: df.f64("pickup_longitude")?,
+            dropoff_lat: df.f64("dropoff_latitude")?,
+            dropoff_lon: df.f64("dropoff_longitude")?,
+        },
+        &mut |batch| {
+            over_100km += batch.iter().filter(|d| CmpOp::Gt.holds(*d, &100.0)).count();
+        },
+    )?;
     df.add_column(HAVERSINE_DISTANCE, AnyColumn::F64(distance))?;
     Ok(LongTrips { over_100km })
 }
 
-/// Step 7: adds [`PICKUP_HOUR`], [`PICKUP_DAY`], [`PICKUP_MONTH`]; their histograms and the
-/// first 10 rows.
+/// Step 7: adds [`PICKUP_HOUR`], [`PICKUP_DAY`], [`PICKUP_MONTH`]; their histograms (counted as
+/// the columns are made) and the first 10 rows.
 pub fn pickup_time_parts<S: Storage>(df: &mut DataFrame<S>) -> Result<PickupTimeParts> {
     let pickup = df.timestamp("tpep_pickup_datetime")?;
     let parts = [TimePart::Hour, TimePart::Weekday, TimePart::Month];
+    let mut hists: [Histogram<u8>; 3] = Default::default();
     let [hour, day, month]: [_; 3] = df
         .storage()
-        .timestamp_parts(pickup, &parts)?
+        .timestamp_parts_seen(pickup, &parts, &mut |k, batch| {
+            if let Some(h) = hists.get_mut(k) {
+                batch.iter().for_each(|&v| h.add(v));
+            }
+        })?
         .try_into()
         .map_err(|v: Vec<_>| {
             Error::internal(format!(
@@ -235,10 +243,11 @@ pub fn pickup_time_parts<S: Storage>(df: &mut DataFrame<S>) -> Result<PickupTime
             month: month.get(i)?,
         });
     }
+    let [hours, days, months] = hists;
     let parts = PickupTimeParts {
-        hours: hour.histogram()?,
-        days: day.histogram()?,
-        months: month.histogram()?,
+        hours: hours.finish()?,
+        days: days.finish()?,
+        months: months.finish()?,
         first_rows,
     };
     df.add_column(PICKUP_HOUR, AnyColumn::U8(hour))?;

@@ -5,7 +5,7 @@ mod dataframe_support;
 
 use std::collections::BTreeMap;
 
-use dataframe_support::{naive_epoch, naive_weekday, ChunkedStorage};
+use dataframe_support::{check_seen, naive_epoch, naive_weekday, ChunkedStorage};
 use farmem_dataframe::time::{civil_from_days, days_from_civil, format_timestamp, parse_timestamp};
 use farmem_dataframe::{
     haversine_km, median_in_place, AnyColumn, BinaryOp, CmpOp, ColumnStore, DataFrame, Element,
@@ -99,6 +99,18 @@ where
         .unwrap();
     let want: Vec<T> = rows.iter().map(|&i| values[i as usize]).collect();
     assert_eq!(gathered.to_vec().unwrap(), want);
+    let picked = RowSet::from_sorted(rows.clone()).unwrap();
+    let mut want_hist: BTreeMap<usize, (T, u64)> = BTreeMap::new();
+    for &v in &want {
+        let rank = sorted.partition_point(|x| cmp(x, &v).is_lt());
+        want_hist.entry(rank).or_insert((v, 0)).1 += 1;
+    }
+    let want_hist: Vec<(T, u64)> = want_hist.into_values().collect();
+    assert_eq!(col.histogram_of(&picked).unwrap(), want_hist);
+    assert_eq!(
+        col.unique_of(&picked).unwrap(),
+        want_hist.iter().map(|(v, _)| *v).collect::<Vec<_>>()
+    );
     if !values.is_empty() {
         let mut dst = vec![T::default(); values.len() - 1];
         col.copy_range(1, &mut dst).unwrap();
@@ -107,6 +119,10 @@ where
     let beyond = RowSet::from_sorted(vec![values.len() as u32]).unwrap();
     assert_eq!(
         col.gather(&beyond).err().map(|e| e.kind()),
+        Some(ErrorKind::InvalidArgument)
+    );
+    assert_eq!(
+        col.histogram_of(&beyond).err().map(|e| e.kind()),
         Some(ErrorKind::InvalidArgument)
     );
 }
@@ -202,6 +218,7 @@ fn storage_ops<S: Storage>(s: &S, ts: &[i64], delta: &[i64], keys: &[u8], coords
         .unwrap()
         .to_vec()
         .unwrap();
+    check_seen(s, &a, &b, &cols);
     for (d, c) in dist.iter().zip(coords) {
         assert_eq!(d.to_bits(), haversine_km(c[0], c[1], c[2], c[3]).to_bits());
         assert!((0.0..=std::f64::consts::PI * 6371.0 + 1e-6).contains(d));

@@ -17,7 +17,7 @@ use farmem_dataframe::{
 use farmem_objects::{FarMemory, TcpBackend};
 use farmem_server::{Server, ServerConfig, ServerHandle};
 use rand::{Rng, SeedableRng};
-use steps::dataframe_support::{naive_read, TempPath};
+use steps::dataframe_support::{check_seen, naive_read, TempPath};
 
 /// Local memory for the step tests: 256 KiB against ~4 MiB of columns (30k rows), about 6%.
 const SMALL_LOCAL: usize = 256 << 10;
@@ -164,6 +164,18 @@ where
         );
         let g = far.gather(&rows).unwrap();
         same_bits(g.to_vec().unwrap(), local.gather(&rows).unwrap().into_vec());
+        let h = format!("{:?}", far.histogram_of(&rows).unwrap());
+        assert_eq!(
+            h,
+            format!("{:?}", local.histogram_of(&rows).unwrap()),
+            "{what} {op:?}"
+        );
+        let gathered = local.gather(&rows).unwrap();
+        assert_eq!(h, format!("{:?}", gathered.histogram().unwrap()), "{what}");
+        same_bits(
+            far.unique_of(&rows).unwrap(),
+            local.unique_of(&rows).unwrap(),
+        );
     }
     // Single elements and ranges that straddle chunk boundaries.
     let n = values.len();
@@ -263,6 +275,8 @@ fn check_storage_ops<S: Storage>(storage: &S, rows: usize, seed: u64) {
         far_km.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
         local_km.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
     );
+    check_seen(storage, &fa, &fb, &fc);
+    check_seen(&local, &la, &lb, &lc);
     let fk = storage.timestamp_part(&fa, TimePart::Weekday).unwrap();
     let lk = local.timestamp_part(&la, TimePart::Weekday).unwrap();
     let fd = storage.zip_i64(&fb, &fa, BinaryOp::Sub).unwrap();
@@ -344,6 +358,14 @@ fn config_for_refuses_a_tiny_budget_and_picks_larger_chunks_for_large_ones() {
         FarStorage::config_for(64 << 20).unwrap().chunk_bytes,
         64 << 10
     );
+    // Regions of 16 chunks where at least 32 of them fit, else 4.
+    let big = FarStorage::config_for(64 << 20).unwrap();
+    assert_eq!(big.region_bytes, 16 * big.chunk_bytes);
+    assert!(big.regions() >= 32, "{big:?}");
+    let small = FarStorage::config_for(8 << 20).unwrap();
+    assert_eq!(small.region_bytes, 4 * small.chunk_bytes);
+    let tiny = FarStorage::config_for(farmem_dataframe::MIN_LOCAL_BYTES).unwrap();
+    assert!(tiny.regions() >= 4, "{tiny:?}");
 }
 
 #[test]

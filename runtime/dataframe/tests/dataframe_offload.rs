@@ -8,7 +8,8 @@
 use std::sync::Arc;
 
 use farmem_dataframe::{
-    CmpOp, ColumnStore, Element, FarStorage, LocalColumn, OffloadPolicy, Storage, MIN_LOCAL_BYTES,
+    CmpOp, ColumnStore, Element, FarStorage, LocalColumn, OffloadPolicy, RowSet, Storage,
+    MIN_LOCAL_BYTES,
 };
 use farmem_objects::{FarMemory, TcpBackend};
 use farmem_server::{Server, ServerConfig, ServerHandle};
@@ -39,6 +40,9 @@ struct Results<K> {
     histogram: Vec<(K, u64)>,
     filters: Vec<Vec<u32>>,
     counts: Vec<usize>,
+    /// `histogram_of` and `unique_of` every 97th row (a sparse selection).
+    picked: Vec<(K, u64)>,
+    picked_unique: Vec<K>,
 }
 
 fn results<T: Element, C: ColumnStore<T>>(col: &C, probes: &[T]) -> Results<T::Key> {
@@ -52,6 +56,7 @@ fn results<T: Element, C: ColumnStore<T>>(col: &C, probes: &[T]) -> Results<T::K
     ];
     let mut filters = Vec::new();
     let mut counts = Vec::new();
+    let picked = RowSet::from_sorted((0..col.len() as u32).step_by(97).collect()).expect("rows");
     for &p in probes {
         for op in ops {
             filters.push(col.filter(op, p).expect("filter").rows().to_vec());
@@ -77,6 +82,18 @@ fn results<T: Element, C: ColumnStore<T>>(col: &C, probes: &[T]) -> Results<T::K
             .collect(),
         filters,
         counts,
+        picked: col
+            .histogram_of(&picked)
+            .expect("histogram_of")
+            .into_iter()
+            .map(|(v, n)| (v.key(), n))
+            .collect(),
+        picked_unique: col
+            .unique_of(&picked)
+            .expect("unique_of")
+            .into_iter()
+            .map(T::key)
+            .collect(),
     }
 }
 
@@ -96,8 +113,9 @@ where
     storage.set_offload_policy(OffloadPolicy::Always);
     let remote = results(&far, probes);
     let after = storage.offload_stats();
-    // sum, min, max, mean, unique, histogram, and a filter and a count per probe and op.
-    let ops = 6 + 12 * probes.len() as u64;
+    // sum, min, max, mean, unique, histogram, histogram_of, unique_of, and a filter and a count
+    // per probe and op.
+    let ops = 8 + 12 * probes.len() as u64;
     assert_eq!(
         after.offloaded - before.offloaded,
         ops,
@@ -202,6 +220,28 @@ fn auto_offloads_remote_columns_and_scans_cached_ones_locally() {
         remote.count_where(CmpOp::Lt, 500).expect("count"),
         big.iter().filter(|&&v| v < 500).count()
     );
+    // Auto gathers a few rows of a remote column on the server, and scans for many.
+    let few = RowSet::from_sorted((0..3_000_000).step_by(1000).collect()).expect("rows");
+    let want: Vec<i64> = few.rows().iter().map(|&r| big[r as usize]).collect();
+    let o = storage.offload_stats().offloaded;
+    assert_eq!(
+        remote.unique_of(&few).expect("unique_of"),
+        LocalColumn::from_vec(want).unique().expect("unique")
+    );
+    assert_eq!(storage.offload_stats().offloaded, o + 1);
+    let many = RowSet::from_sorted((0..3_000_000).step_by(2).collect()).expect("rows");
+    remote.histogram_of(&many).expect("histogram_of");
+    assert_eq!(storage.offload_stats().offloaded, o + 1);
+    // Auto keeps a filter local even on a remote column (far_offload's module note).
+    let s3 = storage.offload_stats();
+    let rows = remote.filter(CmpOp::Lt, 500).expect("filter");
+    assert_eq!(rows.len(), big.iter().filter(|&&v| v < 500).count());
+    let s4 = storage.offload_stats();
+    assert_eq!(
+        (s4.offloaded, s4.local),
+        (s3.offloaded, s3.local + 1),
+        "{s4:?}"
+    );
     drop((cached, remote));
     drop(storage);
     server.shutdown();
@@ -218,6 +258,6 @@ fn a_backend_without_a_remote_agent_runs_everything_locally() {
     assert_eq!(results(&col, &[0, 100]), want);
     let s = storage.offload_stats();
     assert_eq!(s.offloaded, 0, "{s:?}");
-    assert_eq!(s.local, 6 + 24, "{s:?}");
+    assert_eq!(s.local, 8 + 24, "{s:?}");
     assert_eq!(s.chunks_flushed, 0, "{s:?}");
 }

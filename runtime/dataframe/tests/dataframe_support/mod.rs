@@ -9,7 +9,9 @@ use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use farmem_dataframe::{ColumnStore, Element, Error, Result, Storage};
+use farmem_dataframe::{
+    BinaryOp, ColumnStore, Element, Error, Result, Storage, TimePart, TripCoordinates,
+};
 
 /// Columns as a list of chunks of at most `chunk_len` elements; only the required methods.
 #[derive(Clone, Copy, Debug)]
@@ -219,4 +221,43 @@ pub fn naive_weekday(ts: &str) -> u8 {
         y -= 1;
     }
     ((y + y / 4 - y / 100 + y / 400 + t[(m - 1) as usize] + d) % 7) as u8
+}
+
+/// The `_seen` forms hand over exactly the new column's values, in row order.
+pub fn check_seen<S: Storage>(
+    storage: &S,
+    a: &S::Column<i64>,
+    b: &S::Column<i64>,
+    coords: &[S::Column<f64>],
+) {
+    let mut seen = Vec::new();
+    let zipped = storage
+        .zip_i64_seen(b, a, BinaryOp::Sub, &mut |batch| {
+            seen.extend_from_slice(batch)
+        })
+        .unwrap();
+    assert_eq!(seen, zipped.to_vec().unwrap());
+    let parts = [TimePart::Month, TimePart::Hour];
+    let mut seen: [Vec<u8>; 2] = Default::default();
+    let cols = storage
+        .timestamp_parts_seen(a, &parts, &mut |k, batch| seen[k].extend_from_slice(batch))
+        .unwrap();
+    assert_eq!(cols.len(), 2);
+    for (col, s) in cols.iter().zip(&seen) {
+        assert_eq!(&col.to_vec().unwrap(), s);
+    }
+    let mut seen = Vec::new();
+    let km = storage
+        .haversine_km_seen(
+            TripCoordinates {
+                pickup_lat: &coords[0],
+                pickup_lon: &coords[1],
+                dropoff_lat: &coords[2],
+                dropoff_lon: &coords[3],
+            },
+            &mut |batch| seen.extend(batch.iter().map(|x| x.to_bits())),
+        )
+        .unwrap();
+    let want: Vec<u64> = km.to_vec().unwrap().iter().map(|x| x.to_bits()).collect();
+    assert_eq!(seen, want);
 }
