@@ -143,12 +143,21 @@ fn run(args: &[String]) -> Result<Report> {
         let before = fm.metrics();
         let (mut far, mut rawbw) = (Vec::new(), Vec::new());
         let (mut far_cpu, mut raw_cpu) = (Vec::new(), Vec::new());
+        // CPU of the scans alone by thread name, summed over the samples.
+        let mut by_thread = std::collections::BTreeMap::<String, i64>::new();
         for _ in 0..args.samples {
+            let t0 = thread_cpu_ns();
             let c0 = tree_cpu_ns();
             let t = Instant::now();
             let got = checksum(&arr, &fm)?;
             far.push(bytes as f64 / t.elapsed().as_secs_f64());
             let c1 = tree_cpu_ns();
+            for (name, ns) in thread_cpu_ns() {
+                *by_thread.entry(name).or_default() += ns as i64;
+            }
+            for (name, ns) in t0 {
+                *by_thread.entry(name).or_default() -= ns as i64;
+            }
             if got != expect {
                 return Err(Error::internal(format!(
                     "scan summed {got}, expected {expect}"
@@ -187,6 +196,16 @@ fn run(args: &[String]) -> Result<Report> {
             report.figure_f64(&format!("raw_{tag}_cpu_ns_per_byte"), rc);
             report.figure_f64(&format!("scan_{tag}_cpu_efficiency_vs_raw"), eff);
         }
+        let per_byte = |ns: i64| ns as f64 / (bytes * args.samples) as f64;
+        report.note(format!(
+            "{tag}: scan CPU ns/B by thread (all samples; this process and its servers): {}",
+            by_thread
+                .iter()
+                .filter(|(_, &ns)| per_byte(ns) >= 0.005)
+                .map(|(name, &ns)| format!("{name} {:.3}", per_byte(ns)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
         report.figure(&format!("scan_{tag}_prefetches_issued"), issued);
         report.figure(&format!("scan_{tag}_prefetches_used"), used);
         report.figure(&format!("scan_{tag}_misses"), misses);
@@ -232,6 +251,45 @@ fn tree_cpu_ns() -> Option<u64> {
         }
     }
     Some(total)
+}
+
+/// CPU ns so far of every live thread of this process and its direct children, summed by thread
+/// name (`/proc/PID/task/TID/comm`; numbered names such as `farmem-server-conn-7` merge under
+/// their stem); empty where `/proc` is not readable.
+fn thread_cpu_ns() -> Vec<(String, u64)> {
+    let me = std::process::id();
+    let mut pids = vec![me];
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        pids.extend(
+            dir.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+                .filter(|&pid| pid != me && parent_pid(pid) == Some(me)),
+        );
+    }
+    let mut out = Vec::new();
+    for pid in pids {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            let stem = comm
+                .trim()
+                .trim_end_matches(|c: char| c.is_ascii_digit() || c == '-');
+            let name = if pid == me {
+                stem.to_string()
+            } else {
+                format!("child:{stem}")
+            };
+            if let Some(ns) = std::fs::read_to_string(task.path().join("schedstat"))
+                .ok()
+                .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+            {
+                out.push((name, ns));
+            }
+        }
+    }
+    out
 }
 
 /// The parent of `pid` (field 4 of `/proc/PID/stat`, after the parenthesised command name).
