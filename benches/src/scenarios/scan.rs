@@ -144,7 +144,7 @@ fn run(args: &[String]) -> Result<Report> {
         let (mut far, mut rawbw) = (Vec::new(), Vec::new());
         let (mut far_cpu, mut raw_cpu) = (Vec::new(), Vec::new());
         // CPU of the scans alone by thread name, summed over the samples.
-        let mut by_thread = std::collections::BTreeMap::<String, i64>::new();
+        let mut by_thread = std::collections::BTreeMap::<String, (i64, i64)>::new();
         for _ in 0..args.samples {
             let t0 = thread_cpu_ns();
             let c0 = tree_cpu_ns();
@@ -152,11 +152,15 @@ fn run(args: &[String]) -> Result<Report> {
             let got = checksum(&arr, &fm)?;
             far.push(bytes as f64 / t.elapsed().as_secs_f64());
             let c1 = tree_cpu_ns();
-            for (name, ns) in thread_cpu_ns() {
-                *by_thread.entry(name).or_default() += ns as i64;
+            for (name, ns, runs) in thread_cpu_ns() {
+                let e = by_thread.entry(name).or_default();
+                e.0 += ns as i64;
+                e.1 += runs as i64;
             }
-            for (name, ns) in t0 {
-                *by_thread.entry(name).or_default() -= ns as i64;
+            for (name, ns, runs) in t0 {
+                let e = by_thread.entry(name).or_default();
+                e.0 -= ns as i64;
+                e.1 -= runs as i64;
             }
             if got != expect {
                 return Err(Error::internal(format!(
@@ -198,11 +202,14 @@ fn run(args: &[String]) -> Result<Report> {
         }
         let per_byte = |ns: i64| ns as f64 / (bytes * args.samples) as f64;
         report.note(format!(
-            "{tag}: scan CPU ns/B by thread (all samples; this process and its servers): {}",
+            "{tag}: scan CPU ns/B (times run per MiB) by thread, this process and its servers: {}",
             by_thread
                 .iter()
-                .filter(|(_, &ns)| per_byte(ns) >= 0.005)
-                .map(|(name, &ns)| format!("{name} {:.3}", per_byte(ns)))
+                .filter(|(_, &(ns, _))| per_byte(ns) >= 0.005)
+                .map(|(name, &(ns, runs))| {
+                    let per_mib = runs as f64 * (1 << 20) as f64 / (bytes * args.samples) as f64;
+                    format!("{name} {:.3} ({per_mib:.0})", per_byte(ns))
+                })
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
@@ -253,10 +260,10 @@ fn tree_cpu_ns() -> Option<u64> {
     Some(total)
 }
 
-/// CPU ns so far of every live thread of this process and its direct children, summed by thread
-/// name (`/proc/PID/task/TID/comm`; numbered names such as `farmem-server-conn-7` merge under
+/// CPU ns so far and times scheduled in (the first and third fields of `schedstat`) of every live
+/// thread of this process and its direct children, by thread name (`/proc/PID/task/TID/comm`; numbered names such as `farmem-server-conn-7` merge under
 /// their stem); empty where `/proc` is not readable.
-fn thread_cpu_ns() -> Vec<(String, u64)> {
+fn thread_cpu_ns() -> Vec<(String, u64, u64)> {
     let me = std::process::id();
     let mut pids = vec![me];
     if let Ok(dir) = std::fs::read_dir("/proc") {
@@ -281,11 +288,10 @@ fn thread_cpu_ns() -> Vec<(String, u64)> {
             } else {
                 format!("child:{stem}")
             };
-            if let Some(ns) = std::fs::read_to_string(task.path().join("schedstat"))
-                .ok()
-                .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-            {
-                out.push((name, ns));
+            let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+            let mut fields = stat.split_whitespace().map(|f| f.parse::<u64>().ok());
+            if let (Some(Some(ns)), Some(Some(runs))) = (fields.next(), fields.nth(1)) {
+                out.push((name, ns, runs));
             }
         }
     }

@@ -305,30 +305,38 @@ pub(crate) fn run(inner: Arc<Inner>) {
 /// and publishes it; at shutdown it gives the words of reads still on the wire back remote.
 /// Returns once the issuer has dropped its sender and every read is landed or given back.
 fn land_loop(inner: &Inner, landings: &Receiver<Vec<InFlight>>, in_flight: &AtomicUsize) {
+    // The tables of the round's reads, released together after the round: the mutator clones
+    // a table's `Arc` for every chunk it queues, so releasing each as its chunk landed moved
+    // the count's cache line between the two threads once per chunk.
+    let mut tables: Vec<Arc<ObjectTable>> = Vec::new();
     while let Ok(round) = landings.recv() {
         let n = round.len();
         for f in round {
             if inner.is_shut_down() {
-                give_back(inner, f);
+                tables.push(give_back(inner, f));
             } else {
-                land(inner, f);
+                tables.push(land(inner, f));
             }
         }
+        tables.clear();
         // Once per round, not per chunk: the issuer reads this counter, so each RMW costs a
-        // cache-line transfer. The issuer stops taking requests at the cap and sleeps: wake it when room opens.
+        // cache-line transfer. The issuer stops taking requests at the cap and sleeps: wake it
+        // when room opens.
         if in_flight.fetch_sub(n, Relaxed) >= MAX_IN_FLIGHT {
             inner.prefetch_signal.notify();
         }
     }
 }
 
-/// Publishes the remote word of a read nobody will land and releases its local space.
-fn give_back(inner: &Inner, f: InFlight) {
+/// Publishes the remote word of a read nobody will land and releases its local space; returns
+/// the read's table for the caller to release.
+fn give_back(inner: &Inner, f: InFlight) -> Arc<ObjectTable> {
     if let Some(word) = f.table.word(f.obj) {
         word.publish(f.remote);
     }
     inner.landed.notify();
     inner.log.finish(&f.alloc);
+    f.table
 }
 
 /// Claims each requested chunk (busy lock and local space), then issues each run of claimed
@@ -419,8 +427,8 @@ fn issue(
 }
 
 /// Waits for one read and publishes its word present with `PREFETCHED` (or remote again if the
-/// read failed).
-fn land(inner: &Inner, f: InFlight) {
+/// read failed); returns the read's table for the caller to release.
+fn land(inner: &Inner, f: InFlight) -> Arc<ObjectTable> {
     let InFlight {
         table,
         obj,
@@ -432,7 +440,7 @@ fn land(inner: &Inner, f: InFlight) {
     let Some(word) = table.word(obj) else {
         // The table never shrinks while its container lives, and the Arc keeps it alive.
         inner.log.finish(&alloc);
-        return;
+        return table;
     };
     // SAFETY: `alloc.data` is a fresh reservation of `id.size()` bytes that only this thread
     // writes until the word is published.
@@ -454,6 +462,7 @@ fn land(inner: &Inner, f: InFlight) {
     // A mutator may be parked on this chunk (memory module note).
     inner.landed.notify();
     inner.log.finish(&alloc);
+    table
 }
 
 #[cfg(all(test, not(loom)))]
