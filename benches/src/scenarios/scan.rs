@@ -18,7 +18,9 @@
 //! efficiency `raw CPU per byte / scan CPU per byte`. On a small machine shared with other work
 //! the wall-clock ratio swings with the neighbours' load, while CPU per byte does not: when
 //! both transfers are CPU-bound, the efficiency is the ratio the scan reaches on a quiet machine
-//! of the same core count.
+//! of the same core count. A note per variant splits the scans' CPU by thread name (mutator,
+//! prefetch issuer and lander, evacuator, server connections) with the times each was scheduled
+//! in per MiB, which tells per-chunk work from per-frame wake-ups.
 
 use std::time::Instant;
 
