@@ -18,7 +18,9 @@
 //! efficiency `raw CPU per byte / scan CPU per byte`. On a small machine shared with other work
 //! the wall-clock ratio swings with the neighbours' load, while CPU per byte does not: when
 //! both transfers are CPU-bound, the efficiency is the ratio the scan reaches on a quiet machine
-//! of the same core count.
+//! of the same core count. A note per variant splits the scans' CPU by thread name (mutator,
+//! prefetch issuer and lander, evacuator, server connections) with the times each was scheduled
+//! in per MiB, which tells per-chunk work from per-frame wake-ups.
 
 use std::time::Instant;
 
@@ -143,12 +145,25 @@ fn run(args: &[String]) -> Result<Report> {
         let before = fm.metrics();
         let (mut far, mut rawbw) = (Vec::new(), Vec::new());
         let (mut far_cpu, mut raw_cpu) = (Vec::new(), Vec::new());
+        // CPU of the scans alone by thread name, summed over the samples.
+        let mut by_thread = std::collections::BTreeMap::<String, (i64, i64)>::new();
         for _ in 0..args.samples {
+            let t0 = thread_cpu_ns();
             let c0 = tree_cpu_ns();
             let t = Instant::now();
             let got = checksum(&arr, &fm)?;
             far.push(bytes as f64 / t.elapsed().as_secs_f64());
             let c1 = tree_cpu_ns();
+            for (name, ns, runs) in thread_cpu_ns() {
+                let e = by_thread.entry(name).or_default();
+                e.0 += ns as i64;
+                e.1 += runs as i64;
+            }
+            for (name, ns, runs) in t0 {
+                let e = by_thread.entry(name).or_default();
+                e.0 -= ns as i64;
+                e.1 -= runs as i64;
+            }
             if got != expect {
                 return Err(Error::internal(format!(
                     "scan summed {got}, expected {expect}"
@@ -187,6 +202,19 @@ fn run(args: &[String]) -> Result<Report> {
             report.figure_f64(&format!("raw_{tag}_cpu_ns_per_byte"), rc);
             report.figure_f64(&format!("scan_{tag}_cpu_efficiency_vs_raw"), eff);
         }
+        let per_byte = |ns: i64| ns as f64 / (bytes * args.samples) as f64;
+        report.note(format!(
+            "{tag}: scan CPU ns/B (times run per MiB) by thread, this process and its servers: {}",
+            by_thread
+                .iter()
+                .filter(|(_, &(ns, _))| per_byte(ns) >= 0.005)
+                .map(|(name, &(ns, runs))| {
+                    let per_mib = runs as f64 * (1 << 20) as f64 / (bytes * args.samples) as f64;
+                    format!("{name} {:.3} ({per_mib:.0})", per_byte(ns))
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
         report.figure(&format!("scan_{tag}_prefetches_issued"), issued);
         report.figure(&format!("scan_{tag}_prefetches_used"), used);
         report.figure(&format!("scan_{tag}_misses"), misses);
@@ -232,6 +260,44 @@ fn tree_cpu_ns() -> Option<u64> {
         }
     }
     Some(total)
+}
+
+/// CPU ns so far and times scheduled in (the first and third fields of `schedstat`) of every live
+/// thread of this process and its direct children, by thread name (`/proc/PID/task/TID/comm`; numbered names such as `farmem-server-conn-7` merge under
+/// their stem); empty where `/proc` is not readable.
+fn thread_cpu_ns() -> Vec<(String, u64, u64)> {
+    let me = std::process::id();
+    let mut pids = vec![me];
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        pids.extend(
+            dir.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+                .filter(|&pid| pid != me && parent_pid(pid) == Some(me)),
+        );
+    }
+    let mut out = Vec::new();
+    for pid in pids {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            let stem = comm
+                .trim()
+                .trim_end_matches(|c: char| c.is_ascii_digit() || c == '-');
+            let name = if pid == me {
+                stem.to_string()
+            } else {
+                format!("child:{stem}")
+            };
+            let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+            let mut fields = stat.split_whitespace().map(|f| f.parse::<u64>().ok());
+            if let (Some(Some(ns)), Some(Some(runs))) = (fields.next(), fields.nth(1)) {
+                out.push((name, ns, runs));
+            }
+        }
+    }
+    out
 }
 
 /// The parent of `pid` (field 4 of `/proc/PID/stat`, after the parenthesised command name).

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use farmem_error::{Error, ErrorKind, Result};
 
@@ -38,7 +38,14 @@ pub struct WriteRequest<'a> {
 
 /// A read issued with [`Backend::issue_read`] whose bytes are collected with
 /// [`PendingRead::wait`].
-pub struct PendingRead(Box<dyn PendingReadInner>);
+pub struct PendingRead(Handle);
+
+enum Handle {
+    One(Box<dyn PendingReadInner>),
+    /// Object `index` of a batch shared by its objects' handles: no allocation per object (a
+    /// scan's prefetcher makes one handle per 4 KiB chunk).
+    OfBatch(Arc<dyn PendingBatchInner>, usize),
+}
 
 /// What a backend implements behind a [`PendingRead`].
 pub trait PendingReadInner: Send {
@@ -46,20 +53,36 @@ pub trait PendingReadInner: Send {
     fn wait(self: Box<Self>, buf: &mut [u8]) -> Result<()>;
 }
 
+/// What a backend implements behind the [`PendingRead`]s of one batch read
+/// ([`PendingRead::of_batch`]).
+pub trait PendingBatchInner: Send + Sync {
+    /// Blocks (parks) until the batch's response is in, then copies object `index` into `buf`.
+    /// Called at most once per index.
+    fn wait_one(&self, index: usize, buf: &mut [u8]) -> Result<()>;
+}
+
 impl PendingRead {
     /// Wraps a backend's in-flight read.
     pub fn new(inner: Box<dyn PendingReadInner>) -> PendingRead {
-        PendingRead(inner)
+        PendingRead(Handle::One(inner))
+    }
+
+    /// The handle of object `index` of an in-flight batch read.
+    pub fn of_batch(batch: Arc<dyn PendingBatchInner>, index: usize) -> PendingRead {
+        PendingRead(Handle::OfBatch(batch, index))
     }
 
     /// A read whose bytes are already here.
     pub fn ready(bytes: Vec<u8>) -> PendingRead {
-        PendingRead(Box::new(Ready(bytes)))
+        PendingRead(Handle::One(Box::new(Ready(bytes))))
     }
 
     /// Waits for the response and copies it into `buf` (whose length is the object size).
     pub fn wait(self, buf: &mut [u8]) -> Result<()> {
-        self.0.wait(buf)
+        match self.0 {
+            Handle::One(inner) => inner.wait(buf),
+            Handle::OfBatch(batch, index) => batch.wait_one(index, buf),
+        }
     }
 }
 

@@ -119,16 +119,29 @@ pub(crate) fn evacuate_pass(inner: &Inner, slot: usize) -> bool {
             })
         };
     }
+    let mut last_ds = None;
     for (_, _, _, id) in &headers {
-        tables
-            .entry(id.ds())
-            .or_insert_with(|| inner.table(id.ds()));
+        if last_ds != Some(id.ds()) {
+            last_ds = Some(id.ds());
+            tables
+                .entry(id.ds())
+                .or_insert_with(|| inner.table(id.ds()));
+        }
     }
 
-    // Claim.
-    let mut claims: Vec<Claim<'_>> = Vec::new();
+    // Claim. Consecutive objects mostly belong to one container: look its table up once.
+    let mut claims: Vec<Claim<'_>> = Vec::with_capacity(headers.len());
+    let mut last: Option<(u16, Option<&Arc<ObjectTable>>)> = None;
     for &(r, h, data, id) in &headers {
-        let Some(Some(table)) = tables.get(&id.ds()) else {
+        let table = match last {
+            Some((ds, t)) if ds == id.ds() => t,
+            _ => {
+                let t = tables.get(&id.ds()).and_then(Option::as_ref);
+                last = Some((id.ds(), t));
+                t
+            }
+        };
+        let Some(table) = table else {
             continue;
         };
         let Some(word) = table.word(id.obj()) else {
@@ -183,8 +196,10 @@ pub(crate) fn evacuate_pass(inner: &Inner, slot: usize) -> bool {
         return false;
     }
 
-    // Move out.
+    // Move out. Drops are counted once per pass (a shared counter per object is a cache-line
+    // transfer per object).
     let mut kept: HashSet<u32> = HashSet::new();
+    let mut dropped = 0u64;
     for c in &claims {
         let w = c.word.load();
         if !pointer::is_present(w) || pointer::addr_of(w) != c.data as usize || w & EVACUATING == 0
@@ -197,7 +212,7 @@ pub(crate) fn evacuate_pass(inner: &Inner, slot: usize) -> bool {
             // Clean and cold: nothing to copy, one CAS drops it.
             if c.word.cas(w, pointer::remote_word(c.id)).is_ok() {
                 c.header.backptr.store(0, Ordering::Release);
-                Counters::add(&inner.counters.objects_dropped, 1);
+                dropped += 1;
             } else {
                 kept.insert(c.region);
             }
@@ -252,8 +267,9 @@ pub(crate) fn evacuate_pass(inner: &Inner, slot: usize) -> bool {
         }
         c.header.backptr.store(0, Ordering::Release);
         c.word.publish(pointer::remote_word(c.id));
-        Counters::add(&inner.counters.objects_dropped, 1);
+        dropped += 1;
     }
+    Counters::add(&inner.counters.objects_dropped, dropped);
 
     let mut freed = false;
     for r in batch {

@@ -51,7 +51,8 @@ mod vec;
 
 pub use array::RemArray;
 pub use backend::{
-    Backend, InProcessBackend, PendingRead, PendingReadInner, ReadRequest, WriteRequest,
+    Backend, InProcessBackend, PendingBatchInner, PendingRead, PendingReadInner, ReadRequest,
+    WriteRequest,
 };
 pub use config::{Config, ConfigBuilder};
 pub use farmem_error::{Error, ErrorKind, Result};

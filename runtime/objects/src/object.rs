@@ -6,12 +6,19 @@
 //! header's identity back to the pointer word. Pointer words live in fixed segments that never
 //! move (a vector may grow by adding segments), so an object header's back-pointer stays valid as
 //! long as the table lives. The handle caches the segment addresses so the fast path reads no
-//! lock.
+//! lock; the shared side ([`ObjectTable::word`], used per chunk by the prefetch, landing and
+//! evacuator threads) reads the first segment's address from an atomic set once it exists, so
+//! a fixed-size container (one segment) is never looked up under the segments' lock, whose
+//! read-lock RMW otherwise bounced between those threads for every chunk.
+//! The stride detector, written by the mutator on every slow path, has cache lines of its own
+//! (away from the `Arc` counts and the fields the other threads read).
 //!
 //! When the last `Arc` goes, the table removes its objects from the backend and gives its
 //! data-structure id back; its local copies become dead space that the evacuator reclaims.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+
+use crossbeam_utils::CachePadded;
 use std::sync::{Arc, RwLock};
 
 use farmem_error::{Error, Result};
@@ -32,7 +39,10 @@ pub(crate) struct ObjectTable {
     /// log2 of pointer words per segment (a fixed-size container uses one segment).
     pub seg_shift: u32,
     objects: AtomicU32,
-    pub stride: StrideDetector,
+    /// The first segment's words (null until it exists); written once, under the segments'
+    /// write lock and before `objects` is raised past 0.
+    seg0: AtomicPtr<PointerWord>,
+    pub stride: CachePadded<StrideDetector>,
 }
 
 impl ObjectTable {
@@ -49,7 +59,8 @@ impl ObjectTable {
             segments: RwLock::new(Vec::new()),
             seg_shift,
             objects: AtomicU32::new(0),
-            stride: StrideDetector::default(),
+            seg0: AtomicPtr::new(std::ptr::null_mut()),
+            stride: CachePadded::new(StrideDetector::default()),
         })
     }
 
@@ -108,6 +119,12 @@ impl ObjectTable {
                 .collect::<Result<_>>()?;
             segs.push(seg);
         }
+        if let Some(first) = segs.first() {
+            // Published before `objects` (release below): a reader that sees an object of the
+            // first segment exist sees this pointer.
+            self.seg0
+                .store(first.as_ptr().cast_mut(), Ordering::Release);
+        }
         while cache.len() < segs.len() {
             cache.push(segs[cache.len()].as_ptr());
         }
@@ -124,6 +141,15 @@ impl ObjectTable {
     pub(crate) fn word(&self, obj: u32) -> Option<&PointerWord> {
         if obj >= self.objects() {
             return None;
+        }
+        if (obj as usize) >> self.seg_shift == 0 {
+            let seg0 = self.seg0.load(Ordering::Acquire);
+            if !seg0.is_null() {
+                // SAFETY: (1) `seg0` is the first segment, `seg_len()` words boxed and never moved
+                // or freed before the table drops; (2) `obj < seg_len()`; (3) `self` is borrowed
+                // for the returned lifetime.
+                return Some(unsafe { &*seg0.add(obj as usize) });
+            }
         }
         let segs = self.segments.read().ok()?;
         let p: *const PointerWord = segs

@@ -103,13 +103,18 @@ impl StrideDetector {
 
     /// Whether the run has already passed `obj` (it lies behind the last access in the stride's
     /// direction), so prefetching it would fetch a chunk nobody is about to use.
+    #[cfg(test)]
     pub(crate) fn has_passed(&self, obj: u32) -> bool {
-        let last = self.last.load(Relaxed);
-        let obj = u64::from(obj);
-        match self.stride.load(Relaxed) {
-            s if s > 0 => obj < last,
-            s if s < 0 => obj > last,
-            _ => false,
+        self.position().has_passed(obj)
+    }
+
+    /// The run's last access and direction now, for checking many requests against one read
+    /// of the detector (the mutator writes it on every slow path; reading it per request made
+    /// its cache line travel to the prefetch thread and back for every chunk).
+    pub(crate) fn position(&self) -> RunPosition {
+        RunPosition {
+            last: self.last.load(Relaxed),
+            stride: self.stride.load(Relaxed),
         }
     }
 
@@ -160,6 +165,26 @@ impl StrideDetector {
             if let Some(&m) = out.last() {
                 self.ahead.fetch_max(u64::from(m), Relaxed);
             }
+        }
+    }
+}
+
+/// A snapshot of a stride run's position ([`StrideDetector::position`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RunPosition {
+    last: u64,
+    stride: i64,
+}
+
+impl RunPosition {
+    /// Whether the run had passed `obj` (see [`StrideDetector::has_passed`]). A snapshot a little
+    /// old only lets through a request for a chunk just passed: one wasted prefetch.
+    pub(crate) fn has_passed(self, obj: u32) -> bool {
+        let obj = u64::from(obj);
+        match self.stride {
+            s if s > 0 => obj < self.last,
+            s if s < 0 => obj > self.last,
+            _ => false,
         }
     }
 }
@@ -280,28 +305,38 @@ pub(crate) fn run(inner: Arc<Inner>) {
 /// and publishes it; at shutdown it gives the words of reads still on the wire back remote.
 /// Returns once the issuer has dropped its sender and every read is landed or given back.
 fn land_loop(inner: &Inner, landings: &Receiver<Vec<InFlight>>, in_flight: &AtomicUsize) {
+    // The tables of the round's reads, released together after the round: the mutator clones
+    // a table's `Arc` for every chunk it queues, so releasing each as its chunk landed moved
+    // the count's cache line between the two threads once per chunk.
+    let mut tables: Vec<Arc<ObjectTable>> = Vec::new();
     while let Ok(round) = landings.recv() {
+        let n = round.len();
         for f in round {
             if inner.is_shut_down() {
-                give_back(inner, f);
+                tables.push(give_back(inner, f));
             } else {
-                land(inner, f);
+                tables.push(land(inner, f));
             }
-            // The issuer stops taking requests at the cap and sleeps: wake it when room opens.
-            if in_flight.fetch_sub(1, Relaxed) == MAX_IN_FLIGHT {
-                inner.prefetch_signal.notify();
-            }
+        }
+        tables.clear();
+        // Once per round, not per chunk: the issuer reads this counter, so each RMW costs a
+        // cache-line transfer. The issuer stops taking requests at the cap and sleeps: wake it
+        // when room opens.
+        if in_flight.fetch_sub(n, Relaxed) >= MAX_IN_FLIGHT {
+            inner.prefetch_signal.notify();
         }
     }
 }
 
-/// Publishes the remote word of a read nobody will land and releases its local space.
-fn give_back(inner: &Inner, f: InFlight) {
+/// Publishes the remote word of a read nobody will land and releases its local space; returns
+/// the read's table for the caller to release.
+fn give_back(inner: &Inner, f: InFlight) -> Arc<ObjectTable> {
     if let Some(word) = f.table.word(f.obj) {
         word.publish(f.remote);
     }
     inner.landed.notify();
     inner.log.finish(&f.alloc);
+    f.table
 }
 
 /// Claims each requested chunk (busy lock and local space), then issues each run of claimed
@@ -317,9 +352,20 @@ fn issue(
 ) {
     let mut claimed = Vec::with_capacity(batch.len());
     let mut requests = batch.into_iter();
+    // The detector of the table of the previous request, read once per run of requests of one
+    // table rather than per request (`RunPosition`).
+    let mut seen: Option<(*const ObjectTable, RunPosition)> = None;
     while let Some(req) = requests.next() {
-        req.table.stride.learn_lead(lead, req.table.object_bytes);
-        if req.table.stride.has_passed(req.obj) {
+        let position = match seen {
+            Some((t, p)) if std::ptr::eq(t, Arc::as_ptr(&req.table)) => p,
+            _ => {
+                req.table.stride.learn_lead(lead, req.table.object_bytes);
+                let p = req.table.stride.position();
+                seen = Some((Arc::as_ptr(&req.table), p));
+                p
+            }
+        };
+        if position.has_passed(req.obj) {
             continue;
         }
         let Some(word) = req.table.word(req.obj) else {
@@ -381,8 +427,8 @@ fn issue(
 }
 
 /// Waits for one read and publishes its word present with `PREFETCHED` (or remote again if the
-/// read failed).
-fn land(inner: &Inner, f: InFlight) {
+/// read failed); returns the read's table for the caller to release.
+fn land(inner: &Inner, f: InFlight) -> Arc<ObjectTable> {
     let InFlight {
         table,
         obj,
@@ -394,32 +440,29 @@ fn land(inner: &Inner, f: InFlight) {
     let Some(word) = table.word(obj) else {
         // The table never shrinks while its container lives, and the Arc keeps it alive.
         inner.log.finish(&alloc);
-        return;
+        return table;
     };
     // SAFETY: `alloc.data` is a fresh reservation of `id.size()` bytes that only this thread
     // writes until the word is published.
     let buf = unsafe { std::slice::from_raw_parts_mut(alloc.data, id.size()) };
-    let published = match (pending.wait(buf), LocalAddr::new(alloc.data as usize)) {
+    match (pending.wait(buf), LocalAddr::new(alloc.data as usize)) {
         (Ok(()), Ok(addr)) => {
             // SAFETY: the allocation's header is valid and ours until `finish`.
             unsafe { &*alloc.header }
                 .backptr
                 .store(word.addr(), std::sync::atomic::Ordering::Release);
+            // Counted before the word is published, so `prefetches_used` (counted at the first
+            // use) never reads ahead of it. Each counter has its own cache line (metrics note).
+            Counters::add(&inner.counters.prefetches_issued, 1);
+            Counters::add(&inner.counters.bytes_fetched, id.size() as u64);
             word.publish(pointer::present_word(addr, PREFETCHED));
-            true
         }
-        _ => {
-            word.publish(remote);
-            false
-        }
-    };
+        _ => word.publish(remote),
+    }
     // A mutator may be parked on this chunk (memory module note).
     inner.landed.notify();
     inner.log.finish(&alloc);
-    if published {
-        Counters::add(&inner.counters.prefetches_issued, 1);
-        Counters::add(&inner.counters.bytes_fetched, id.size() as u64);
-    }
+    table
 }
 
 #[cfg(all(test, not(loom)))]

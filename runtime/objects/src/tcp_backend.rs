@@ -81,7 +81,9 @@ use farmem_net::{
 };
 use farmem_sched::park::{current_unparker, park_timeout, Unparker};
 
-use crate::backend::{Backend, PendingRead, PendingReadInner, ReadRequest, WriteRequest};
+use crate::backend::{
+    Backend, PendingBatchInner, PendingRead, PendingReadInner, ReadRequest, WriteRequest,
+};
 
 /// The data-structure kind code this backend creates its structures with on the server.
 pub const OBJECT_CHUNKS_KIND: u16 = 0x0b1c;
@@ -521,25 +523,16 @@ impl Backend for TcpBackend {
                     format!("issuing a batch read of {} objects of {ds}", group.len()),
                 )
             })?;
-            let landing = Arc::new(BatchLanding {
+            let landing: Arc<dyn PendingBatchInner> = Arc::new(BatchLanding {
                 state: Mutex::new(LandingState {
                     pending: Some(pending),
                     landed: None,
                 }),
-                expected: group.len(),
+                ds,
+                objects: group.to_vec(),
+                addr: self.client.addr(),
             });
-            for (index, &(obj, len)) in group.iter().enumerate() {
-                out.push(PendingRead::new(Box::new(BatchedRead {
-                    landing: Arc::clone(&landing),
-                    index,
-                    target: PrefetchTarget {
-                        ds,
-                        obj,
-                        len,
-                        addr: self.client.addr(),
-                    },
-                })));
-            }
+            out.extend((0..group.len()).map(|index| PendingRead::of_batch(landing.clone(), index)));
             start = end;
         }
         Ok(out)
@@ -663,12 +656,16 @@ fn batch_spans(answer: &ResponseFrame, expected: usize) -> Result<ObjectSpans> {
     Ok(spans)
 }
 
-/// One batch-read frame on the wire, shared by the handles of its objects: the first handle
-/// waited on collects the response, every handle then takes its own object out of it.
+/// One batch-read frame on the wire, shared by the handles of its objects
+/// ([`PendingRead::of_batch`], no allocation per object): the first handle waited on collects
+/// the response, every handle then takes its own object out of it.
 struct BatchLanding {
     state: Mutex<LandingState>,
-    /// Objects asked for (the answer must list as many).
-    expected: usize,
+    ds: u16,
+    /// Objects asked for, in order, with the bytes each was issued for (the answer must list
+    /// as many).
+    objects: Vec<(u32, usize)>,
+    addr: SocketAddr,
 }
 
 struct LandingState {
@@ -680,25 +677,29 @@ struct LandingState {
     landed: Option<Result<(ResponseFrame, ObjectSpans)>>,
 }
 
-/// One object of a batch prefetch.
-struct BatchedRead {
-    landing: Arc<BatchLanding>,
-    index: usize,
-    target: PrefetchTarget,
-}
-
-impl PendingReadInner for BatchedRead {
-    fn wait(self: Box<Self>, buf: &mut [u8]) -> Result<()> {
-        let target = &self.target;
+impl PendingBatchInner for BatchLanding {
+    fn wait_one(&self, index: usize, buf: &mut [u8]) -> Result<()> {
+        let Some(&(obj, len)) = self.objects.get(index) else {
+            return Err(Error::internal(format!(
+                "object {index} of a batch read of {} objects",
+                self.objects.len()
+            )));
+        };
+        let target = PrefetchTarget {
+            ds: self.ds,
+            obj,
+            len,
+            addr: self.addr,
+        };
         let ctx = |e: Error| target.error("batch-prefetching", e);
         target.check_buf(buf)?;
         // The waits of one batch come from one thread in order, so holding the lock across the
         // collection blocks nobody else; a poisoned lock still holds a consistent state.
-        let mut state = self.landing.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if state.landed.is_none() {
             let landed = match state.pending.take() {
                 Some(p) => p.wait_frame().and_then(|answer| {
-                    let spans = batch_spans(&answer, self.landing.expected)?;
+                    let spans = batch_spans(&answer, self.objects.len())?;
                     Ok((answer, spans))
                 }),
                 None => Err(Error::internal("a batch read was collected twice")),
@@ -707,7 +708,7 @@ impl PendingReadInner for BatchedRead {
         }
         match state.landed.as_ref() {
             Some(Ok((answer, spans))) => {
-                let found = spans.get(self.index).cloned().flatten();
+                let found = spans.get(index).cloned().flatten();
                 copy_object(target.ds, target.obj, found.map(|s| &answer.body()[s]), buf)
                     .map_err(ctx)
             }
