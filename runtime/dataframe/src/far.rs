@@ -181,7 +181,7 @@ impl FarStorage {
     /// depths 4–16 than at 64).
     ///
     /// An append that needs local memory waits up to [`APPEND_WAIT`] for the evacuator (the
-    /// object layer's default is 200 ms): on a loaded machine, write-backs of a full local
+    /// object layer's default is 2 s): on a loaded machine, write-backs of a full local
     /// budget of dirty chunks can take longer than that, and every append path of a column
     /// renews its scope before it waits, so waiting longer cannot deadlock.
     ///

@@ -67,7 +67,7 @@ pub struct SessionConfig {
     /// Evacuator threads (at least 1).
     pub evacuator_threads: usize,
     /// How long a write that needs local memory waits for the evacuator before failing with
-    /// `OutOfLocalMemory`. Longer than the object layer's default (200 ms): an application's
+    /// `OutOfLocalMemory`; 2 s by default, the object layer's default too: an application's
     /// threads share the machine with the evacuator, and a busy machine should slow a write
     /// down, not fail it.
     pub alloc_wait: std::time::Duration,
