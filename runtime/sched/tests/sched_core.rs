@@ -344,6 +344,45 @@ fn idle_workers_steal_unstarted_green_threads() {
     assert_eq!(ids.len(), 1);
 }
 
+/// A burst of green threads spawned from outside lands evenly on the workers. Each one yields,
+/// records its worker (the one it started on: pinning), then yields until all have recorded,
+/// so a worker that started one is never idle again before the end. Only an idle worker steals,
+/// one inbox task per steal, so each worker steals at most once and runs at least its dealt
+/// half minus one, whatever the timing. With one shared queue, the first worker to wake took
+/// (nearly) all of them.
+#[test]
+fn outside_spawns_are_spread_over_the_workers() {
+    const N: usize = 64;
+    let rt = rt(2);
+    let per_worker = bounded("outside spawn placement", move || {
+        let recorded = Arc::new(AtomicUsize::new(0));
+        let handles: Vec<_> = (0..N)
+            .map(|_| {
+                let recorded = recorded.clone();
+                rt.spawn(move || {
+                    farmem_sched::yield_now();
+                    let me = farmem_sched::worker_id();
+                    recorded.fetch_add(1, Ordering::AcqRel);
+                    while recorded.load(Ordering::Acquire) < N {
+                        farmem_sched::yield_now();
+                    }
+                    me
+                })
+            })
+            .collect();
+        let mut per_worker = [0usize; 2];
+        for h in handles {
+            let w = h.join().unwrap().expect("a green thread knows its worker");
+            per_worker[w] += 1;
+        }
+        per_worker
+    });
+    assert!(
+        per_worker.iter().all(|&n| n >= N / 2 - 1),
+        "{N} outside spawns ran {per_worker:?} per worker"
+    );
+}
+
 #[test]
 fn maybe_yield_lets_a_sleeper_run_on_a_single_worker() {
     let rt = Runtime::builder()
