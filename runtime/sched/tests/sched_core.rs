@@ -383,6 +383,37 @@ fn outside_spawns_are_spread_over_the_workers() {
     );
 }
 
+/// An outside spawn dealt to a worker held by a green thread that never yields is still run:
+/// the other worker, idle, steals it from that worker's inbox.
+#[test]
+fn an_outside_spawn_dealt_to_a_held_worker_is_stolen() {
+    let rt = rt(2);
+    let ran = bounded("inbox stealing", move || {
+        let done = Arc::new(AtomicUsize::new(0));
+        let d = done.clone();
+        // Dealt to one worker; the next two spawns go one to each inbox, so one of them waits
+        // behind this spinner unless the other worker steals it.
+        let spinner = rt.spawn(move || {
+            let t0 = Instant::now();
+            while d.load(Ordering::Acquire) < 2 {
+                std::hint::spin_loop();
+                assert!(t0.elapsed() < Duration::from_secs(30), "nothing was stolen");
+            }
+        });
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                let done = done.clone();
+                rt.spawn(move || {
+                    done.fetch_add(1, Ordering::AcqRel);
+                })
+            })
+            .collect();
+        spinner.join().unwrap();
+        handles.into_iter().filter_map(|h| h.join().ok()).count()
+    });
+    assert_eq!(ran, 2);
+}
+
 #[test]
 fn maybe_yield_lets_a_sleeper_run_on_a_single_worker() {
     let rt = Runtime::builder()
