@@ -32,9 +32,9 @@
 //!
 //! **One tick** of the loop: fire due timers (if any are pending), every 64th tick poll the
 //! reactor without blocking (if fds are registered), move remote wake-ups to `ready`, then run
-//! one green thread until it yields, blocks or ends. After a yield, and every 61st tick, an
-//! unstarted task of this worker (`fresh`, then `inbox`) goes before `ready`, so yielding green
-//! threads cannot starve new ones. A yield therefore costs
+//! one green thread until it yields, blocks or ends. After a yield a `fresh` task, and every
+//! 61st tick an unstarted task of this worker (`fresh`, then `inbox`), goes before `ready`, so
+//! yielding green threads cannot starve new ones. A yield therefore costs
 //! two stack switches, a deque push and pop and a few loads: no lock and no allocation.
 //!
 //! **Cooperative preemption.** Green threads are not preempted by signals. What keeps a
@@ -248,9 +248,16 @@ impl WorkerLocal {
     }
 
     fn next_task(&self, tick: u64) -> Option<Arc<Task>> {
-        // After a yield, this worker's unstarted green threads count as runnable too, so
+        // After a yield, spawned-but-unstarted green threads count as runnable too, so
         // `yield_now` lets them go first (a round robin over everything this worker holds).
-        if self.prefer_fresh.replace(false) || tick % FRESH_INTERVAL == 0 {
+        // Only `fresh` there: the switch path stays one deque pop; the inbox waits for the
+        // 61st tick or an empty `ready`.
+        if self.prefer_fresh.replace(false) {
+            if let Some(t) = self.fresh.pop() {
+                return Some(t);
+            }
+        }
+        if tick % FRESH_INTERVAL == 0 {
             if let Some(t) = self.own_fresh() {
                 return Some(t);
             }
@@ -280,8 +287,8 @@ impl WorkerLocal {
 
     /// An unstarted task of another worker, for an idle worker only (a busy one would take
     /// work its owner is about to start): half of a `fresh` deque, else one inbox task, but
-    /// only from a worker that would still hold more green threads than this one (see the
-    /// module note).
+    /// only from a worker that would still hold at least as many green threads as this one
+    /// (see the module note).
     fn steal_fresh(&self) -> Option<Arc<Task>> {
         let n = self.shared.workers.len();
         for k in 1..n {
