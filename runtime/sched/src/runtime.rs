@@ -47,9 +47,6 @@ pub(crate) struct Shared {
 pub(crate) struct WorkerShared {
     /// Unstarted green threads spawned from outside the runtime and dealt to this worker.
     pub(crate) inbox: Injector<Arc<Task>>,
-    /// Started, unfinished green threads of this worker (written by it only; a thief's load
-    /// estimate).
-    pub(crate) live: AtomicUsize,
     /// Started green threads of this worker woken by other threads.
     pub(crate) remote: Injector<Arc<Task>>,
     /// Steals unstarted green threads from this worker's `fresh` deque.
@@ -152,7 +149,6 @@ impl Builder {
                 .map_err(|e| Error::io(format!("creating the epoll reactor of worker {i}"), e))?;
             worker_shared.push(WorkerShared {
                 inbox: Injector::new(),
-                live: AtomicUsize::new(0),
                 remote: Injector::new(),
                 stealer: deque.stealer(),
                 poller,

@@ -25,10 +25,11 @@
 //! from a green thread go to its own worker (locality; a sleeping worker is woken to steal).
 //! Only an *idle* worker (nothing ready) steals, and it takes its own unstarted tasks first;
 //! stealing an inbox task one at a time bounds how far an idle worker can skew a dealt burst.
-//! A worker whose green threads all block on far memory is idle but not unloaded: those come
-//! back with work. So an inbox task is stolen only from a worker that, after the steal, still
-//! holds at least as many green threads (started and alive, plus its inbox) as the thief; a
-//! worker busy with one CPU-bound green thread is still robbed by one with none.
+//! An idle worker steals an inbox task even when it holds green threads blocked on far memory
+//! (an earlier rule let it rob only a worker holding more green threads than itself, which
+//! kept a dealt burst even but left a task dealt to a worker held by one non-yielding green
+//! thread waiting for that thread: `block_on` from outside could stall behind a long
+//! computation while the other worker idled).
 //!
 //! **One tick** of the loop: fire due timers (if any are pending), every 64th tick poll the
 //! reactor without blocking (if fds are registered), move remote wake-ups to `ready`, then run
@@ -57,7 +58,7 @@ use corosensei::{Coroutine, CoroutineResult};
 use crossbeam_deque::{Steal, Worker as Deque};
 
 use crate::reactor::Reactor;
-use crate::runtime::{Shared, WorkerShared};
+use crate::runtime::Shared;
 use crate::stack::StackPool;
 use crate::task::{GreenYielder, Suspend, Task, Wake};
 use crate::timer::{TimerEntry, TimerKind, Timers};
@@ -105,11 +106,6 @@ impl Registry {
                 self.free.push(slot);
             }
         }
-    }
-
-    /// Started green threads not yet finished.
-    fn len(&self) -> usize {
-        self.tasks.len() - self.free.len()
     }
 
     fn take_all(&mut self) -> Vec<Arc<Task>> {
@@ -286,9 +282,7 @@ impl WorkerLocal {
     }
 
     /// An unstarted task of another worker, for an idle worker only (a busy one would take
-    /// work its owner is about to start): half of a `fresh` deque, else one inbox task, but
-    /// only from a worker that would still hold at least as many green threads as this one
-    /// (see the module note).
+    /// work its owner is about to start): half of a `fresh` deque, else one inbox task.
     fn steal_fresh(&self) -> Option<Arc<Task>> {
         let n = self.shared.workers.len();
         for k in 1..n {
@@ -300,10 +294,7 @@ impl WorkerLocal {
                     Steal::Retry => continue,
                 }
             }
-            if !self.may_rob_inbox(victim) {
-                continue;
-            }
-            loop {
+            while !victim.inbox.is_empty() {
                 match victim.inbox.steal() {
                     Steal::Success(t) => return Some(t),
                     Steal::Empty => break,
@@ -312,14 +303,6 @@ impl WorkerLocal {
             }
         }
         None
-    }
-
-    /// Whether `victim` would still hold at least as many green threads as this worker after
-    /// giving it one inbox task.
-    fn may_rob_inbox(&self, victim: &WorkerShared) -> bool {
-        !victim.inbox.is_empty()
-            && victim.live.load(Ordering::Relaxed) + victim.inbox.len()
-                >= self.live.borrow().len() + 2
     }
 
     fn has_work(&self) -> bool {
@@ -333,7 +316,7 @@ impl WorkerLocal {
                 .shared
                 .workers
                 .iter()
-                .any(|w| !w.stealer.is_empty() || self.may_rob_inbox(w))
+                .any(|w| !w.stealer.is_empty() || !w.inbox.is_empty())
             || self
                 .timers
                 .borrow()
@@ -369,7 +352,6 @@ impl WorkerLocal {
         };
         task.owner.store(self.index, Ordering::Relaxed);
         task.slot.set(self.live.borrow_mut().insert(task.clone()));
-        self.publish_live();
         let coroutine = Coroutine::with_stack(stack, move |yielder: &GreenYielder, ()| {
             if let Some(t) = crate::green::current_task() {
                 t.yielder.set(yielder);
@@ -426,15 +408,6 @@ impl WorkerLocal {
             }
         }
         self.live.borrow_mut().remove(task.slot.get());
-        self.publish_live();
-    }
-
-    /// Publishes this worker's live count for thieves (only this thread writes it).
-    fn publish_live(&self) {
-        let n = self.live.borrow().len();
-        self.shared.workers[self.index]
-            .live
-            .store(n, Ordering::Relaxed);
     }
 
     /// Drops unstarted tasks (their handles report `Closed`) and force-unwinds suspended

@@ -384,15 +384,22 @@ fn outside_spawns_are_spread_over_the_workers() {
 }
 
 /// An outside spawn dealt to a worker held by a green thread that never yields is still run:
-/// the other worker, idle, steals it from that worker's inbox.
+/// the other worker, idle, steals it from that worker's inbox — also while it holds a green
+/// thread of its own that is blocked (sleeping here, as one waiting on far memory would be).
 #[test]
 fn an_outside_spawn_dealt_to_a_held_worker_is_stolen() {
     let rt = rt(2);
     let ran = bounded("inbox stealing", move || {
         let done = Arc::new(AtomicUsize::new(0));
+        // Dealt round robin: the sleeper to one inbox, the spinner to the other, then one
+        // task to each; the one behind the spinner runs only if the sleeper's worker steals it.
         let d = done.clone();
-        // Dealt to one worker; the next two spawns go one to each inbox, so one of them waits
-        // behind this spinner unless the other worker steals it.
+        let sleeper = rt.spawn(move || {
+            while d.load(Ordering::Acquire) < 2 {
+                farmem_sched::sleep(Duration::from_millis(1));
+            }
+        });
+        let d = done.clone();
         let spinner = rt.spawn(move || {
             let t0 = Instant::now();
             while d.load(Ordering::Acquire) < 2 {
@@ -409,6 +416,7 @@ fn an_outside_spawn_dealt_to_a_held_worker_is_stolen() {
             })
             .collect();
         spinner.join().unwrap();
+        sleeper.join().unwrap();
         handles.into_iter().filter_map(|h| h.join().ok()).count()
     });
     assert_eq!(ran, 2);
