@@ -14,6 +14,11 @@
 //! - **channel ping-pong** (ns per round trip): two green threads bounce a counter through two
 //!   `farmem_sched::sync::bounded(1)` channels; std `mpsc::sync_channel(1)` between two OS
 //!   threads; `tokio::sync::mpsc::channel(1)` between two tasks.
+//! - **burst placement** (share): a 2-worker runtime; this OS thread spawns `--burst` green
+//!   threads at once, each notes its worker and sleeps 1 ms (blocking at once, as on a
+//!   far-memory miss); the figure is the busiest worker's share of the burst (0.5 = even,
+//!   1.0 = all on one worker). A started green thread never changes worker, so this is how the
+//!   burst's work stays split for its whole life.
 //! - **sleeping** (MiB): VmRSS (`/proc/self/status`) before and once 100k green threads are all
 //!   inside `sleep`, on a runtime with the default stack size; one sample, because an allocator
 //!   that reuses freed task memory makes a second sample in the same process smaller.
@@ -66,6 +71,9 @@ struct Args {
     /// Channel round trips per OS-thread sample.
     #[arg(long, default_value_t = 10_000)]
     os_round_trips: u64,
+    /// Green threads spawned at once from outside per burst-placement sample (0 skips it).
+    #[arg(long, default_value_t = 64)]
+    burst: usize,
     /// Green threads that sleep at once in the memory run (0 skips it).
     #[arg(long, default_value_t = 100_000)]
     sleepers: usize,
@@ -163,12 +171,64 @@ fn run(args: &[String]) -> Result<Report> {
         spawn_join[0] <= 2_000.0,
     );
 
+    if args.burst > 0 {
+        burst_placement(&args, &mut report)?;
+    } else {
+        report.note("burst placement: skipped (--burst 0)");
+    }
     if args.sleepers > 0 {
         sleeping_rss(&args, &mut report)?;
     } else {
         report.note("sleeping green threads: skipped (--sleepers 0)");
     }
     Ok(report)
+}
+
+/// The busiest worker's share of `--burst` green threads spawned at once from outside onto a
+/// 2-worker runtime (median of `--samples`).
+fn burst_placement(args: &Args, report: &mut Report) -> Result<()> {
+    let rt = Runtime::builder()
+        .workers(2)
+        .thread_name("bench-burst")
+        .build()
+        .map_err(|e| e.with_context("starting the two-worker green runtime"))?;
+    let n = args.burst;
+    let mut shares = Vec::with_capacity(args.samples);
+    for _ in 0..args.samples {
+        let handles: Vec<_> = (0..n)
+            .map(|_| {
+                rt.spawn(|| {
+                    let me = farmem_sched::worker_id();
+                    farmem_sched::sleep(Duration::from_millis(1));
+                    me
+                })
+            })
+            .collect();
+        let mut per_worker = [0usize; 2];
+        for h in handles {
+            let w = h
+                .join()
+                .map_err(|e| Error::internal(format!("a burst green thread failed: {e:?}")))?;
+            match w {
+                Some(w @ 0..=1) => per_worker[w] += 1,
+                other => {
+                    return Err(Error::internal(format!(
+                        "a burst green thread ran on worker {other:?} of 2"
+                    )))
+                }
+            }
+        }
+        shares.push(per_worker[0].max(per_worker[1]) as f64 / n as f64);
+    }
+    let share = median(&shares);
+    report.figure_f64("burst_busiest_worker_share", share);
+    report.note(format!(
+        "burst placement: {n} green threads spawned at once from outside onto 2 workers, each \
+         sleeping 1 ms: the busiest worker started {share:.3} of them (median of {}; 0.5 = \
+         even)",
+        args.samples
+    ));
+    Ok(())
 }
 
 /// ns per switch: two green threads on `rt` (one worker) each yield `n` times.
@@ -510,6 +570,7 @@ mod tests {
             "green_channel_rtt_ns",
             "tokio_channel_rtt_ns",
             "sleeping_200_rss_mib",
+            "burst_busiest_worker_share",
             "target_met_switch_ns",
             "target_met_sleeping_100k_rss",
         ] {

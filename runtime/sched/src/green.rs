@@ -262,15 +262,24 @@ pub(crate) fn schedule_woken(task: Arc<Task>) {
     }
 }
 
-/// Queues a new green thread: on the calling worker if it belongs to `shared`, else on the
-/// global queue; wakes a sleeping worker so it can take or steal it.
+/// Queues a new green thread. From a worker of `shared`: on that worker's `fresh` deque (idle
+/// workers steal half of it), waking a sleeping worker to do so. From anywhere else: dealt
+/// round robin to the workers' inboxes, so that a burst of outside spawns is spread evenly
+/// before any of it starts (a started green thread never moves); the chosen worker is woken if
+/// it sleeps, else a sleeping one is, which may steal it if the chosen one stays busy.
 pub(crate) fn spawn_task(shared: &Arc<Shared>, task: Arc<Task>) {
     let w = WORKER.get();
     // SAFETY: see `with_green`.
     let local = (!w.is_null()).then(|| unsafe { &*w });
-    match local {
-        Some(local) if Arc::ptr_eq(&local.shared, shared) => local.fresh.push(task),
-        _ => shared.global.push(task),
+    if let Some(local) = local.filter(|l| Arc::ptr_eq(&l.shared, shared)) {
+        local.fresh.push(task);
+    } else {
+        let i = shared.next_inbox.fetch_add(1, Ordering::Relaxed) % shared.workers.len();
+        shared.workers[i].inbox.push(task);
+        if shared.idle.needs_notify(i) {
+            shared.notify(i);
+            return;
+        }
     }
     if let Some(i) = shared.idle.sleeper() {
         shared.notify(i);

@@ -7,8 +7,7 @@
 //! green threads are dropped and suspended ones are unwound on their own worker (their
 //! `JoinHandle`s report [`ErrorKind::Closed`]), then the worker threads are joined.
 
-use std::sync::atomic::AtomicBool;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle as ThreadHandle;
 use std::time::Duration;
@@ -37,7 +36,8 @@ pub(crate) struct Config {
 /// What every worker and every green thread of one runtime share.
 pub(crate) struct Shared {
     pub(crate) workers: Box<[WorkerShared]>,
-    pub(crate) global: Injector<Arc<Task>>,
+    /// Round-robin cursor: the worker whose inbox gets the next spawn from outside.
+    pub(crate) next_inbox: AtomicUsize,
     pub(crate) idle: Idle,
     pub(crate) shutdown: AtomicBool,
     pub(crate) config: Config,
@@ -45,6 +45,8 @@ pub(crate) struct Shared {
 
 /// The parts of worker `i` other threads reach.
 pub(crate) struct WorkerShared {
+    /// Unstarted green threads spawned from outside the runtime and dealt to this worker.
+    pub(crate) inbox: Injector<Arc<Task>>,
     /// Started green threads of this worker woken by other threads.
     pub(crate) remote: Injector<Arc<Task>>,
     /// Steals unstarted green threads from this worker's `fresh` deque.
@@ -146,6 +148,7 @@ impl Builder {
             let poller = Poller::new()
                 .map_err(|e| Error::io(format!("creating the epoll reactor of worker {i}"), e))?;
             worker_shared.push(WorkerShared {
+                inbox: Injector::new(),
                 remote: Injector::new(),
                 stealer: deque.stealer(),
                 poller,
@@ -154,7 +157,7 @@ impl Builder {
         }
         let shared = Arc::new(Shared {
             workers: worker_shared.into_boxed_slice(),
-            global: Injector::new(),
+            next_inbox: AtomicUsize::new(0),
             idle: Idle::new(workers),
             shutdown: AtomicBool::new(false),
             config,
@@ -304,10 +307,10 @@ impl Drop for Runtime {
             }
         }
         // Break the Task -> Shared -> queue -> Task cycles of anything still queued.
-        while !self.shared.global.is_empty() {
-            let _ = self.shared.global.steal();
-        }
         for w in self.shared.workers.iter() {
+            while !w.inbox.is_empty() {
+                let _ = w.inbox.steal();
+            }
             while !w.remote.is_empty() {
                 let _ = w.remote.steal();
             }

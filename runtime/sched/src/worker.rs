@@ -5,9 +5,11 @@
 //!
 //! ```text
 //!   ready   VecDeque<Arc<Task>>   started, runnable; this thread only (no atomics, no lock)
-//!   fresh   deque::Worker         spawned, never run; others steal from it when idle
+//!   fresh   deque::Worker         spawned by i's green threads, never run; idle workers
+//!                                 steal half of it
+//!   inbox   Injector              spawned from outside the runtime, dealt round robin to
+//!                                 the workers, never run; idle workers steal one at a time
 //!   remote  Injector              started tasks of i woken by other threads (unpark)
-//!   global  Injector (shared)     spawned from outside the runtime; any worker takes them
 //! ```
 //!
 //! **Pinning.** A green thread runs on the worker that first ran it, for its whole life: Rust
@@ -15,10 +17,25 @@
 //! a suspended green thread resumed on another OS thread. So only *unstarted* tasks are stolen;
 //! load balances at spawn time, which suits far-memory work (many short green threads).
 //!
+//! **Placement.** Where a green thread starts is where it stays, so a burst of spawns must be
+//! spread before it starts. Spawns from outside (`Runtime::spawn`, `block_on`) are dealt round
+//! robin to the inboxes: with one shared queue, the first worker to wake used to take a batch
+//! and start all of it (green threads that block at once on far memory start within
+//! microseconds) while the other was still waking, and kept them for their whole life. Spawns
+//! from a green thread go to its own worker (locality; a sleeping worker is woken to steal).
+//! Only an *idle* worker (nothing ready) steals, and it takes its own unstarted tasks first;
+//! stealing an inbox task one at a time bounds how far an idle worker can skew a dealt burst.
+//! An idle worker steals an inbox task even when it holds green threads blocked on far memory
+//! (an earlier rule let it rob only a worker holding more green threads than itself, which
+//! kept a dealt burst even but left a task dealt to a worker held by one non-yielding green
+//! thread waiting for that thread: `block_on` from outside could stall behind a long
+//! computation while the other worker idled).
+//!
 //! **One tick** of the loop: fire due timers (if any are pending), every 64th tick poll the
 //! reactor without blocking (if fds are registered), move remote wake-ups to `ready`, then run
-//! one green thread until it yields, blocks or ends. After a yield, and every 61st tick, a fresh
-//! task goes before `ready`, so yielding green threads cannot starve new ones. A yield therefore costs
+//! one green thread until it yields, blocks or ends. After a yield a `fresh` task, and every
+//! 61st tick an unstarted task of this worker (`fresh`, then `inbox`), goes before `ready`, so
+//! yielding green threads cannot starve new ones. A yield therefore costs
 //! two stack switches, a deque push and pop and a few loads: no lock and no allocation.
 //!
 //! **Cooperative preemption.** Green threads are not preempted by signals. What keeps a
@@ -229,37 +246,56 @@ impl WorkerLocal {
     fn next_task(&self, tick: u64) -> Option<Arc<Task>> {
         // After a yield, spawned-but-unstarted green threads count as runnable too, so
         // `yield_now` lets them go first (a round robin over everything this worker holds).
+        // Only `fresh` there: the switch path stays one deque pop; the inbox waits for the
+        // 61st tick or an empty `ready`.
         if self.prefer_fresh.replace(false) {
             if let Some(t) = self.fresh.pop() {
                 return Some(t);
             }
         }
         if tick % FRESH_INTERVAL == 0 {
-            if let Some(t) = self.next_fresh() {
+            if let Some(t) = self.own_fresh() {
                 return Some(t);
             }
         }
         let next = self.ready.borrow_mut().pop_front();
-        next.or_else(|| self.next_fresh())
+        next.or_else(|| self.own_fresh())
+            .or_else(|| self.steal_fresh())
     }
 
-    /// An unstarted task: ours, then the global queue, then stolen from another worker.
-    fn next_fresh(&self) -> Option<Arc<Task>> {
+    /// An unstarted task of this worker: spawned by its green threads, then dealt to it from
+    /// outside. Inbox tasks are taken one at a time, so that the rest stay in the inbox, where
+    /// they are stolen one at a time too (not by the half-deque batch of `fresh`).
+    fn own_fresh(&self) -> Option<Arc<Task>> {
         if let Some(t) = self.fresh.pop() {
             return Some(t);
         }
-        loop {
-            match self.shared.global.steal_batch_and_pop(&self.fresh) {
+        let inbox = &self.shared.workers[self.index].inbox;
+        while !inbox.is_empty() {
+            match inbox.steal() {
                 Steal::Success(t) => return Some(t),
                 Steal::Empty => break,
                 Steal::Retry => continue,
             }
         }
+        None
+    }
+
+    /// An unstarted task of another worker, for an idle worker only (a busy one would take
+    /// work its owner is about to start): half of a `fresh` deque, else one inbox task.
+    fn steal_fresh(&self) -> Option<Arc<Task>> {
         let n = self.shared.workers.len();
         for k in 1..n {
-            let victim = &self.shared.workers[(self.index + k) % n].stealer;
+            let victim = &self.shared.workers[(self.index + k) % n];
             loop {
-                match victim.steal_batch_and_pop(&self.fresh) {
+                match victim.stealer.steal_batch_and_pop(&self.fresh) {
+                    Steal::Success(t) => return Some(t),
+                    Steal::Empty => break,
+                    Steal::Retry => continue,
+                }
+            }
+            while !victim.inbox.is_empty() {
+                match victim.inbox.steal() {
                     Steal::Success(t) => return Some(t),
                     Steal::Empty => break,
                     Steal::Retry => continue,
@@ -275,8 +311,12 @@ impl WorkerLocal {
             || !self.ready.borrow().is_empty()
             || !self.fresh.is_empty()
             || !me.remote.is_empty()
-            || !self.shared.global.is_empty()
-            || self.shared.workers.iter().any(|w| !w.stealer.is_empty())
+            || !me.inbox.is_empty()
+            || self
+                .shared
+                .workers
+                .iter()
+                .any(|w| !w.stealer.is_empty() || !w.inbox.is_empty())
             || self
                 .timers
                 .borrow()

@@ -344,6 +344,84 @@ fn idle_workers_steal_unstarted_green_threads() {
     assert_eq!(ids.len(), 1);
 }
 
+/// A burst of green threads spawned from outside lands evenly on the workers. Each one yields,
+/// records its worker (the one it started on: pinning), then yields until all have recorded,
+/// so a worker that started one is never idle again before the end. Only an idle worker steals,
+/// one inbox task per steal, so each worker steals at most once and runs at least its dealt
+/// half minus one, whatever the timing. With one shared queue, the first worker to wake took
+/// (nearly) all of them.
+#[test]
+fn outside_spawns_are_spread_over_the_workers() {
+    const N: usize = 64;
+    let rt = rt(2);
+    let per_worker = bounded("outside spawn placement", move || {
+        let recorded = Arc::new(AtomicUsize::new(0));
+        let handles: Vec<_> = (0..N)
+            .map(|_| {
+                let recorded = recorded.clone();
+                rt.spawn(move || {
+                    farmem_sched::yield_now();
+                    let me = farmem_sched::worker_id();
+                    recorded.fetch_add(1, Ordering::AcqRel);
+                    while recorded.load(Ordering::Acquire) < N {
+                        farmem_sched::yield_now();
+                    }
+                    me
+                })
+            })
+            .collect();
+        let mut per_worker = [0usize; 2];
+        for h in handles {
+            let w = h.join().unwrap().expect("a green thread knows its worker");
+            per_worker[w] += 1;
+        }
+        per_worker
+    });
+    assert!(
+        per_worker.iter().all(|&n| n >= N / 2 - 1),
+        "{N} outside spawns ran {per_worker:?} per worker"
+    );
+}
+
+/// An outside spawn dealt to a worker held by a green thread that never yields is still run:
+/// the other worker, idle, steals it from that worker's inbox — also while it holds a green
+/// thread of its own that is blocked (sleeping here, as one waiting on far memory would be).
+#[test]
+fn an_outside_spawn_dealt_to_a_held_worker_is_stolen() {
+    let rt = rt(2);
+    let ran = bounded("inbox stealing", move || {
+        let done = Arc::new(AtomicUsize::new(0));
+        // Dealt round robin: the sleeper to one inbox, the spinner to the other, then one
+        // task to each; the one behind the spinner runs only if the sleeper's worker steals it.
+        let d = done.clone();
+        let sleeper = rt.spawn(move || {
+            while d.load(Ordering::Acquire) < 2 {
+                farmem_sched::sleep(Duration::from_millis(1));
+            }
+        });
+        let d = done.clone();
+        let spinner = rt.spawn(move || {
+            let t0 = Instant::now();
+            while d.load(Ordering::Acquire) < 2 {
+                std::hint::spin_loop();
+                assert!(t0.elapsed() < Duration::from_secs(30), "nothing was stolen");
+            }
+        });
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                let done = done.clone();
+                rt.spawn(move || {
+                    done.fetch_add(1, Ordering::AcqRel);
+                })
+            })
+            .collect();
+        spinner.join().unwrap();
+        sleeper.join().unwrap();
+        handles.into_iter().filter_map(|h| h.join().ok()).count()
+    });
+    assert_eq!(ran, 2);
+}
+
 #[test]
 fn maybe_yield_lets_a_sleeper_run_on_a_single_worker() {
     let rt = Runtime::builder()
