@@ -38,18 +38,15 @@
 //! chunks so it never pins more than a sliver of local memory (the evacuator keeps up at a local
 //! budget of a few percent of the data).
 //!
-//! # Streaming scans
+//! # Scans read chunks normally
 //!
-//! A scan whose columns together are larger than half the local budget cannot keep them cached
-//! until the next step; read normally, every chunk it touches would be marked hot and copied
-//! once by the evacuator (second chance) before being dropped, and would push out the columns
-//! that later steps read again. Such a scan reads its chunks with the don't-cache hint
-//! (`RemVec::chunk_nocache`): chunks already local (loaded, or prefetched ahead of the scan)
-//! are used and left cold, so the evacuator drops them without a copy. The first chunk of every
-//! batch is read normally: a miss there starts the prefetcher's stride, and prefetched chunks
-//! used later keep it going. At 25% local this cut the evacuator's object moves in step 6
-//! (haversine over four 8 MB columns) by half and the process CPU of the nine steps by about
-//! 5–10% (`taxi_profile CSV 25 6`).
+//! Scans read with `RemVec::chunk`, not the don't-cache hint: the object layer leaves a
+//! prefetched chunk cold on its first read, so a streamed chunk is dropped by the evacuator
+//! without a copy anyway, and a don't-cache read of a chunk the prefetcher has not brought in
+//! yet is a synchronous fetch that also skips the stride detector. (A streaming mode with the
+//! hint for scans over half the local budget was measured after that object-layer change:
+//! `farmem-demo --local 25 --far-only`, five alternating runs, nine steps 0.150–0.184 s with
+//! it and 0.128–0.147 s without; step 6 65–81 ms vs 39–48 ms.)
 //!
 //! A new column reserves all its chunks before it is filled ([`ColumnStore::reserve`]): they
 //! start fresh, so filling them fetches nothing, and with the configuration of
@@ -68,7 +65,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use farmem_error::{Error, Result};
-use farmem_objects::{Config, DerefScope, FarMemory, Pod, RemVec};
+use farmem_objects::{Config, FarMemory, Pod, RemVec};
 
 use crate::column::{median_in_place, ColumnStore, Histogram};
 use crate::element::{CmpOp, Element, RowSet};
@@ -293,14 +290,13 @@ impl<T: Element> FarColumn<T> {
     ) -> Result<()> {
         let chunk_len = self.values.chunk_len();
         let every = self.renew_every();
-        let stream = streams(&self.far, self.len() * std::mem::size_of::<T>());
         let mut scope = self.far.scope();
         let mut since_renew = 0;
         let mut i = range.start;
         while i < range.end {
             let c = i / chunk_len;
             let off = i - c * chunk_len;
-            let chunk = scan_chunk(&self.values, c, &scope, stream && i != range.start)?;
+            let chunk = self.values.chunk(c, &scope)?;
             let n = (chunk.len() - off).min(range.end - i);
             f(i, as_elements(&chunk[off..off + n]))?;
             i += n;
@@ -687,26 +683,6 @@ impl FarStorage {
     }
 }
 
-/// Whether a scan over `bytes` of columns streams them (module note): more than half the local
-/// budget cannot stay cached through the scan anyway.
-fn streams(far: &FarMemory, bytes: usize) -> bool {
-    bytes > far.config().local_bytes / 2
-}
-
-/// Chunk `c` of `values` for a scan; with `stream`, with the don't-cache hint (module note).
-fn scan_chunk<'s, T: Element>(
-    values: &'s RemVec<FarElement<T>>,
-    c: usize,
-    scope: &'s DerefScope<'_>,
-    stream: bool,
-) -> Result<&'s [FarElement<T>]> {
-    if stream {
-        values.chunk_nocache(c, scope)
-    } else {
-        values.chunk(c, scope)
-    }
-}
-
 /// Calls `f(pieces)` for consecutive pieces of rows `range` of `N` columns of one element type
 /// in `far` (so their chunk boundaries line up), each piece holding the same rows of every
 /// column, chunk by chunk inside one scope renewed every few chunks. As with
@@ -730,7 +706,6 @@ fn visit_columns_in_scope<T: Element, const N: usize>(
         }
     }
     let every = (first.renew_every() / N).max(1);
-    let stream = streams(far, N * first.len() * std::mem::size_of::<T>());
     let mut scope = far.scope();
     let mut since_renew = 0;
     let mut i = range.start;
@@ -741,7 +716,7 @@ fn visit_columns_in_scope<T: Element, const N: usize>(
         {
             let mut pieces: [&[T]; N] = [&[]; N];
             for (piece, col) in pieces.iter_mut().zip(cols) {
-                let chunk = scan_chunk(&col.values, c, &scope, stream && i != range.start)?;
+                let chunk = col.values.chunk(c, &scope)?;
                 *piece = as_elements(&chunk[off..off + n]);
             }
             f(pieces)?;
