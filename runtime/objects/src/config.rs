@@ -44,9 +44,10 @@ pub struct Config {
     /// being copied: CPU per scanned byte 0.68 ns (4 KiB), 0.53 (16 KiB), 0.52 (64 KiB), against
     /// 0.31-0.39 for raw TCP streaming; so a CPU-bound scan reaches about 0.46, 0.68 and 0.76 of
     /// raw TCP. Larger chunks would meet the scan target, but every container that takes the
-    /// default (hash maps, lists, the facade's sessions) would fetch 4x (16x) the bytes on each
-    /// random miss, which `deref`, `fetch` and `evac` do not show because they fix their chunk
-    /// size; so the default stays 4 KiB and scan-heavy containers should ask for 16 KiB.
+    /// default (arrays, vectors and lists, in the facade's sessions too) would fetch 4x (16x)
+    /// the bytes on each random miss, which `deref`, `fetch` and `evac` do not show because
+    /// they fix their chunk size; so the default stays 4 KiB and scan-heavy containers should
+    /// ask for 16 KiB.
     pub chunk_bytes: usize,
     /// How long a mutator that needs local memory for a write waits for the evacuator before
     /// failing with `OutOfLocalMemory`. The default, 2 s (as `farmem::Session`'s): at 200 ms
