@@ -32,6 +32,11 @@ if [[ "$venv" != "none" ]]; then
     fi
 fi
 
+# The build backend runs the `maturin` executable from PATH: put the interpreter's scripts
+# directory (where pip installs it) first, or a machine without a system-wide maturin fails.
+PATH="$("$py" -c 'import os, sys; print(os.path.dirname(sys.executable))'):$PATH"
+export PATH
+
 echo "== python: $("$py" --version) ($py)"
 "$py" -m pip install --quiet --disable-pip-version-check \
     "maturin>=1.5,<2" pytest pytest-timeout numpy pandas mypy hypothesis
