@@ -149,7 +149,7 @@ pub trait ColumnStore<T: Element>: Send + Sync + Sized {
     fn histogram(&self) -> Result<Vec<(T, u64)>> {
         let mut h = Histogram::default();
         self.for_each_chunk(|c| {
-            c.iter().for_each(|&v| h.add(v));
+            h.add_all(c);
             Ok(())
         })?;
         h.finish()
@@ -159,7 +159,10 @@ pub trait ColumnStore<T: Element>: Send + Sync + Sized {
     /// without making the gathered column (a far one would be created, written and read once).
     fn histogram_of(&self, rows: &RowSet) -> Result<Vec<(T, u64)>> {
         let mut h = Histogram::default();
-        for_each_selected(self, rows, "histogram_of", |v| h.add(v))?;
+        for_each_selected(self, rows, "histogram_of", |v| {
+            h.add(v);
+            Ok(())
+        })?;
         h.finish()
     }
 
@@ -202,28 +205,16 @@ pub trait ColumnStore<T: Element>: Send + Sync + Sized {
     /// A new column (stored like `self`) holding the elements at `rows`, in order.
     fn gather(&self, rows: &RowSet) -> Result<Self> {
         let mut out = self.empty_like()?;
-        let (Some(&first), Some(&last)) = (rows.rows().first(), rows.rows().last()) else {
+        if selected_span(self, rows, "gather")?.is_none() {
             return Ok(out);
-        };
-        if last as usize >= self.len() {
-            return Err(Error::invalid(format!(
-                "gather: row {last} out of bounds for a column of {} rows",
-                self.len()
-            )));
         }
-        let idx = rows.rows();
-        out.reserve(idx.len())?;
-        let mut next = 0usize;
-        let mut buf: Vec<T> = Vec::with_capacity(BLOCK_ROWS.min(idx.len()));
-        self.for_each_chunk_in(first as usize..last as usize + 1, |off, c| {
-            let end = off + c.len();
-            while next < idx.len() && (idx[next] as usize) < end {
-                buf.push(c[idx[next] as usize - off]);
-                next += 1;
-                if buf.len() == BLOCK_ROWS {
-                    out.extend_from_slice(&buf)?;
-                    buf.clear();
-                }
+        out.reserve(rows.rows().len())?;
+        let mut buf: Vec<T> = Vec::with_capacity(BLOCK_ROWS.min(rows.rows().len()));
+        for_each_selected(self, rows, "gather", |v| {
+            buf.push(v);
+            if buf.len() == BLOCK_ROWS {
+                out.extend_from_slice(&buf)?;
+                buf.clear();
             }
             Ok(())
         })?;
@@ -232,17 +223,16 @@ pub trait ColumnStore<T: Element>: Send + Sync + Sized {
     }
 }
 
-/// Calls `f` with the element at each of `rows`, in order, over the chunks from the first
-/// selected row to the last; `InvalidArgument` (naming `what`) for a row out of bounds.
-fn for_each_selected<T: Element, C: ColumnStore<T>>(
+/// The rows from the first to the last of `rows` (`None` when it is empty);
+/// `InvalidArgument` (naming `what`) for a row out of bounds of `col`.
+fn selected_span<T: Element, C: ColumnStore<T>>(
     col: &C,
     rows: &RowSet,
     what: &str,
-    mut f: impl FnMut(T),
-) -> Result<()> {
+) -> Result<Option<Range<usize>>> {
     let idx = rows.rows();
     let (Some(&first), Some(&last)) = (idx.first(), idx.last()) else {
-        return Ok(());
+        return Ok(None);
     };
     if last as usize >= col.len() {
         return Err(Error::invalid(format!(
@@ -250,11 +240,27 @@ fn for_each_selected<T: Element, C: ColumnStore<T>>(
             col.len()
         )));
     }
+    Ok(Some(first as usize..last as usize + 1))
+}
+
+/// Calls `f` with the element at each of `rows`, in order, over the chunks from the first
+/// selected row to the last; stops at `f`'s first error. `InvalidArgument` (naming `what`) for
+/// a row out of bounds.
+fn for_each_selected<T: Element, C: ColumnStore<T>>(
+    col: &C,
+    rows: &RowSet,
+    what: &str,
+    mut f: impl FnMut(T) -> Result<()>,
+) -> Result<()> {
+    let Some(span) = selected_span(col, rows, what)? else {
+        return Ok(());
+    };
+    let idx = rows.rows();
     let mut next = 0usize;
-    col.for_each_chunk_in(first as usize..last as usize + 1, |off, c| {
+    col.for_each_chunk_in(span, |off, c| {
         let end = off + c.len();
         while next < idx.len() && (idx[next] as usize) < end {
-            f(c[idx[next] as usize - off]);
+            f(c[idx[next] as usize - off])?;
             next += 1;
         }
         Ok(())
@@ -289,6 +295,10 @@ impl<T: Element> Histogram<T> {
             }
             None => self.sparse.entry(v.key()).or_insert((v, 0)).1 += 1,
         }
+    }
+
+    pub(crate) fn add_all(&mut self, values: &[T]) {
+        values.iter().for_each(|&v| self.add(v));
     }
 
     pub(crate) fn finish(self) -> Result<Vec<(T, u64)>> {

@@ -460,7 +460,7 @@ impl<T: Element> ColumnStore<T> for FarColumn<T> {
     fn histogram_of(&self, rows: &RowSet) -> Result<Vec<(T, u64)>> {
         if let Some(values) = self.remote_gather(rows)? {
             let mut h = Histogram::default();
-            values.into_iter().for_each(|v| h.add(v));
+            h.add_all(&values);
             return h.finish();
         }
         InScopeView(self).histogram_of(rows)

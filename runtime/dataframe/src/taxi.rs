@@ -224,7 +224,7 @@ pub fn pickup_time_parts<S: Storage>(df: &mut DataFrame<S>) -> Result<PickupTime
         .storage()
         .timestamp_parts_seen(pickup, &parts, &mut |k, batch| {
             if let Some(h) = hists.get_mut(k) {
-                batch.iter().for_each(|&v| h.add(v));
+                h.add_all(batch);
             }
         })?
         .try_into()
