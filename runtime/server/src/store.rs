@@ -161,12 +161,18 @@ impl Store {
     pub fn clear_ds(&self, ds: DsId) -> Result<u64> {
         let structure = self.ds(ds)?;
         let mut inner = write(&structure.inner);
+        Ok(self.free_objects(&mut inner))
+    }
+
+    /// Drops every object of a structure (its write lock held) and frees their bytes; returns
+    /// how many there were.
+    fn free_objects(&self, inner: &mut DsInner) -> u64 {
         let bytes: u64 = inner.objects.values().map(|v| charge(v.len())).sum();
         let count = inner.objects.len() as u64;
         inner.objects = HashMap::new();
         self.release(bytes);
         self.objects.fetch_sub(count, Ordering::Relaxed);
-        Ok(count)
+        count
     }
 
     /// Destroys data structure `ds` and frees its objects.
@@ -180,11 +186,7 @@ impl Store {
         };
         let mut inner = write(&structure.inner);
         inner.destroyed = true;
-        let bytes: u64 = inner.objects.values().map(|v| charge(v.len())).sum();
-        let count = inner.objects.len() as u64;
-        inner.objects = HashMap::new();
-        self.release(bytes);
-        self.objects.fetch_sub(count, Ordering::Relaxed);
+        self.free_objects(&mut inner);
         Ok(())
     }
 
