@@ -54,9 +54,11 @@
 //! at once; later submits fail immediately. Nothing waits forever: every wait also has the
 //! configured request timeout ([`ErrorKind::Timeout`]).
 //!
-//! Next step: when `farmem-sched` has its fd reactor and nonblocking `TcpStream`, the leader's
-//! blocking `read` (and the writer's `write`) become reactor waits that park the green thread
-//! instead of its worker; the slot, leader and park protocol stay as they are.
+//! A leader on a plain OS thread sleeps in `recv`; a leader on a green thread reads with
+//! `MSG_DONTWAIT` and parks in its worker's reactor (`farmem_sched::reactor::wait_readable`)
+//! between reads, so a miss parks only that green thread and its worker runs others meanwhile
+//! (see `lead`). The writer's `write` still blocks its thread, for at most a tick: it only
+//! stalls when the socket buffer is full, and then it reads responses itself.
 
 use std::collections::HashMap;
 use std::collections::VecDeque;
@@ -317,8 +319,14 @@ impl Shared {
     /// One `read` (at most a tick long), then every whole frame it completed is dispatched.
     /// Returns whether any bytes arrived (`false`: the read timed out or would block).
     fn read_some(&self, read: &mut ReadSide) -> Result<bool> {
+        self.read_some_with(read, Wait::Block)
+    }
+
+    /// [`read_some`](Self::read_some) with `how` for the `recv`: [`Wait::Block`] sleeps in it
+    /// (up to a tick), [`Wait::DontWait`] returns `false` at once when nothing is there.
+    fn read_some_with(&self, read: &mut ReadSide, how: Wait) -> Result<bool> {
         let ReadSide { stream, assembler } = read;
-        match assembler.fill_with(|buf, rest_of_body| receive(stream, buf, rest_of_body)) {
+        match assembler.fill_with(|buf, rest_of_body| receive(stream, buf, rest_of_body, how)) {
             Ok(Fill::Idle) => return Ok(false),
             Ok(Fill::Bytes(_)) => {}
             Err(e) => {
@@ -340,14 +348,47 @@ impl Shared {
 
     /// The leader's loop: reads until `mine` is complete, `deadline` passes or the connection
     /// dies (which completes `mine` too).
+    ///
+    /// A plain OS thread sleeps in `recv` (a lone request costs no thread hop). A green thread
+    /// must not: that would block its worker, and every other green thread on it, for the
+    /// round trip. It reads without waiting and, when nothing is there, parks in its worker's
+    /// reactor until the socket is readable, so the worker runs other green threads meanwhile
+    /// (AIFM §4.2: a miss parks only the green thread that missed). It still holds the read side
+    /// while parked, so other waiters queue as followers as they would behind a sleeping leader.
     fn lead(&self, read: &mut ReadSide, mine: &ResponseSlot, deadline: Instant) {
+        let green = farmem_sched::in_green_thread();
         loop {
-            if lock(&mine.state).result.is_some() || Instant::now() >= deadline {
+            let now = Instant::now();
+            if lock(&mine.state).result.is_some() || now >= deadline {
                 return;
             }
-            if let Err(e) = self.read_some(read) {
-                self.fail_all(e);
-                return;
+            let got = if green {
+                self.read_some_with(read, Wait::DontWait)
+            } else {
+                self.read_some(read)
+            };
+            match got {
+                Ok(true) => {}
+                Ok(false) if green => {
+                    let wait = (deadline - now).min(self.tick);
+                    match farmem_sched::reactor::wait_readable(&read.stream, Some(wait)) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == ErrorKind::Timeout => {}
+                        // The reactor could not watch the socket: read blocking, as an OS
+                        // thread does (one tick at most), rather than fail the connection.
+                        Err(_) => {
+                            if let Err(e) = self.read_some(read) {
+                                self.fail_all(e);
+                                return;
+                            }
+                        }
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    self.fail_all(e);
+                    return;
+                }
             }
         }
     }
@@ -387,11 +428,14 @@ impl Shared {
 /// One `recv` from `stream` into `buf`. For the rest of a large body (`whole`) it passes
 /// `MSG_WAITALL`, so the leader sleeps until the whole body is in (one wake-up per response, not
 /// one per segment that arrives); the socket's read timeout (the tick) still ends the wait, with
-/// the bytes received so far, and on a nonblocking socket it returns what is there.
-fn receive(stream: &TcpStream, buf: &mut [u8], whole: bool) -> std::io::Result<usize> {
-    if !whole {
-        return (&mut &*stream).read(buf);
-    }
+/// the bytes received so far, and on a nonblocking socket it returns what is there. With
+/// [`Wait::DontWait`] it never sleeps: it returns what is there, or `WouldBlock`.
+fn receive(stream: &TcpStream, buf: &mut [u8], whole: bool, how: Wait) -> std::io::Result<usize> {
+    let flags = match (how, whole) {
+        (Wait::DontWait, _) => libc::MSG_DONTWAIT,
+        (Wait::Block, true) => libc::MSG_WAITALL,
+        (Wait::Block, false) => return (&mut &*stream).read(buf),
+    };
     // SAFETY: `buf` is a valid, writable allocation of `buf.len()` bytes for the whole call, and
     // the fd is open (borrowed from `stream`, which outlives the call); recv writes at most
     // `buf.len()` bytes into it and touches no other memory.
@@ -400,13 +444,23 @@ fn receive(stream: &TcpStream, buf: &mut [u8], whole: bool) -> std::io::Result<u
             stream.as_raw_fd(),
             buf.as_mut_ptr().cast(),
             buf.len(),
-            libc::MSG_WAITALL,
+            flags,
         )
     };
     if n < 0 {
         return Err(std::io::Error::last_os_error());
     }
     Ok(n as usize)
+}
+
+/// How one `recv` of the leader waits for bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wait {
+    /// Sleep in `recv` up to the socket's read timeout (a tick); for OS threads.
+    Block,
+    /// `MSG_DONTWAIT`: return `WouldBlock` at once; for green threads, which then park in the
+    /// reactor.
+    DontWait,
 }
 
 /// A request in flight; [`PendingResponse::wait`] parks until its response lands.

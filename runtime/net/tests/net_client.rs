@@ -27,6 +27,9 @@ enum Script {
     Silent,
     /// Answers the first request with a connection-level Protocol error (request id 0).
     ConnectionError,
+    /// Holds every request until `n` have arrived on the connection, then answers them all
+    /// (like `ReverseEcho`) and every later one at once.
+    AnswerAfter(usize),
 }
 
 fn echo_payload(ds: u64, object: u64) -> Vec<u8> {
@@ -73,8 +76,9 @@ fn serve(stream: TcpStream, script: Script) {
     reply(&mut out, &hello, 0, &body);
     w.write_all(&out).unwrap();
     let mut seen = 0usize;
+    let mut held = Vec::new();
     loop {
-        let mut burst = Vec::new();
+        let mut burst = std::mem::take(&mut held);
         loop {
             match read_frame(&mut r, 1 << 20) {
                 Ok(f) => burst.push(f),
@@ -105,7 +109,11 @@ fn serve(stream: TcpStream, script: Script) {
                 let _ = w.write_all(&out);
                 return;
             }
-            Script::ReverseEcho => {}
+            Script::AnswerAfter(n) if seen < n => {
+                held = burst;
+                continue;
+            }
+            Script::AnswerAfter(_) | Script::ReverseEcho => {}
         }
         for f in burst.iter().rev() {
             let op = Opcode::from_u8(f.header.opcode).unwrap();
@@ -203,6 +211,37 @@ fn one_thread_pipelines_and_waits_in_any_order() {
             );
         }
         client.ping().unwrap();
+    });
+}
+
+/// AIFM §4.2: a green thread waiting for its response parks only itself. With one worker, the
+/// first green thread to wait leads the socket reads; the server answers only once the second
+/// green thread's request is in too, which that thread can only send if the leader's wait left
+/// the worker free. A leader that blocked its worker in `recv` would time out here.
+#[test]
+fn a_green_thread_leading_the_reads_leaves_its_worker_to_other_green_threads() {
+    with_watchdog(|| {
+        let addr = scripted_server(Script::AnswerAfter(2));
+        let cfg = ClientConfig::new(TOKEN)
+            .with_connections(1)
+            .with_request_timeout(Duration::from_secs(5));
+        let client = Arc::new(Client::connect(addr, &cfg).unwrap());
+        let rt = farmem_sched::Runtime::builder().workers(1).build().unwrap();
+        let got = rt.block_on(move || {
+            let tasks: Vec<_> = (0..2u64)
+                .map(|i| {
+                    let c = Arc::clone(&client);
+                    farmem_sched::spawn(move || c.read(7, i))
+                })
+                .collect();
+            tasks
+                .into_iter()
+                .map(|t| t.join().unwrap())
+                .collect::<Vec<_>>()
+        });
+        for (i, r) in got.into_iter().enumerate() {
+            assert_eq!(r.unwrap().as_deref(), Some(&echo_payload(7, i as u64)[..]));
+        }
     });
 }
 
