@@ -204,12 +204,121 @@ impl FarServers {
         FarMemory::new(config, Arc::new(TcpBackend::with_config(&c)?))
     }
 
+    /// Gives the latency series one fixed CPU placement, the same for farmem and the raw
+    /// baseline: both server processes on the last CPU, the calling (measuring) thread on CPU 0,
+    /// until the guard drops. Left to itself, Linux keeps each thread on the CPU it last ran on
+    /// while that CPU is idle, so which pairs end up sharing a CPU is chance, and on a virtual
+    /// machine a wake-up across CPUs costs some 25 µs where one on the same CPU costs a few:
+    /// one run's ratio then measured the placement, not the protocol (3.5× with the farmem
+    /// server across and the raw server beside the client, 1.2× with both beside it). Across
+    /// CPUs is also what a memory server on another machine is like. Other threads of the client
+    /// (the evacuator, prefetcher) stay free. Embedded servers, a single CPU or a failed pin
+    /// leave the placement to the kernel, and the description says so.
+    pub fn pin_for_latency(&self) -> LatencyPlacement {
+        let free = |why: String| LatencyPlacement {
+            restore: None,
+            description: format!("placement: left to the kernel ({why})"),
+        };
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if self.embedded.is_some() {
+            return free("embedded servers".into());
+        }
+        if cpus < 2 {
+            return free("one CPU".into());
+        }
+        let server_cpu = (cpus - 1).min(libc::CPU_SETSIZE as usize - 1);
+        // SAFETY: a zeroed cpu_set_t is a valid (empty) set.
+        let mut old: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: sched_getaffinity writes at most the size passed, which is `old`'s size.
+        let got =
+            unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut old) };
+        if got != 0 {
+            return free(format!(
+                "reading the affinity: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        // SAFETY: `old` holds the affinity read above, a valid set.
+        let allowed = |cpu: usize| unsafe { libc::CPU_ISSET(cpu, &old) };
+        if !allowed(0) || !allowed(server_cpu) {
+            return free(format!(
+                "CPU 0 or {server_cpu} is outside this process's CPU set"
+            ));
+        }
+        for child in &self._children {
+            if let Err(e) = pin_process(child.0.id(), server_cpu) {
+                return free(format!("pinning a server: {e}"));
+            }
+        }
+        if let Err(e) = pin_to(0, 0) {
+            return free(format!("pinning the measuring thread: {e}"));
+        }
+        LatencyPlacement {
+            restore: Some(old),
+            description: format!(
+                "placement: both servers on CPU {server_cpu}, the measuring thread on CPU 0 \
+                 (farmem and raw alike)"
+            ),
+        }
+    }
+
     /// Stops an embedded server (child processes are killed on drop).
     pub fn stop(self) {
         if let Some(h) = self.embedded {
             h.shutdown();
         }
     }
+}
+
+/// Keeps the latency series' CPU placement until dropped (see [`FarServers::pin_for_latency`]).
+pub struct LatencyPlacement {
+    /// The calling thread's affinity before it was pinned, restored on drop.
+    restore: Option<libc::cpu_set_t>,
+    /// What the scenario prints about the placement.
+    pub description: String,
+}
+
+impl Drop for LatencyPlacement {
+    fn drop(&mut self) {
+        if let Some(set) = self.restore.take() {
+            // SAFETY: `set` is a valid cpu_set_t read by sched_getaffinity for this thread.
+            unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+        }
+    }
+}
+
+/// Sets the affinity of thread (or process) `tid` to the one CPU `cpu`.
+fn pin_to(tid: libc::pid_t, cpu: usize) -> std::io::Result<()> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes inside it (cpu is below
+    // CPU_SETSIZE, checked by the caller), and sched_setaffinity reads exactly its size.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Pins every thread of process `pid` to `cpu`; threads it starts later inherit the affinity of
+/// the thread that starts them (a server's accept thread starts its connection threads).
+fn pin_process(pid: u32, cpu: usize) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let tid: libc::pid_t = entry?
+            .file_name()
+            .to_string_lossy()
+            .parse()
+            .map_err(|_| std::io::Error::other("a /proc task name that is not a number"))?;
+        match pin_to(tid, cpu) {
+            // A thread that ended since the listing needs no pin.
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+            r => r?,
+        }
+    }
+    Ok(())
 }
 
 /// The client's peak resident set (VmHWM of /proc/self/status) in bytes; `None` off Linux.

@@ -101,6 +101,7 @@ fn run(args: &[String]) -> Result<Report> {
     );
     report.figure("server", if args.embedded { "embedded" } else { "process" });
     let mut worst_ratio = 0.0f64;
+    let placement = servers.pin_for_latency();
     for size in [64usize, 4096] {
         let object = vec![0x5a; size];
         for i in 0..OBJECTS {
@@ -154,6 +155,8 @@ fn run(args: &[String]) -> Result<Report> {
         report.figure_f64(&format!("read_{size}b_raw_tcp_ns"), r);
         report.figure_f64(&format!("read_{size}b_ratio_vs_raw"), q);
     }
+    report.note(format!("round trips {}", placement.description));
+    drop(placement);
     report.target(
         "read_ratio_vs_raw",
         "read round trip <= 1.5x raw TCP (64 B and 4 KiB)",
