@@ -55,6 +55,15 @@ pub trait ColumnStore<T: Element>: Send + Sync + Sized {
     /// A new, empty column stored the same way as `self` (same far-memory instance, say).
     fn empty_like(&self) -> Result<Self>;
 
+    /// Writes the column's elements back to where the column keeps them for good and keeps
+    /// them cached, clean: a far-memory column writes its dirty local chunks to its memory
+    /// server, so that evicting them later drops them instead of writing them back on the way
+    /// (the CSV loader calls it once a column is complete). The default, for local columns,
+    /// does nothing.
+    fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// Makes room for `additional` more elements ahead of the appends that will add them (a
     /// far-memory column creates all their chunks in one request to its memory server). Only a
     /// hint: the default does nothing.

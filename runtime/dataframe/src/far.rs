@@ -331,6 +331,10 @@ impl<T: Element> ColumnStore<T> for FarColumn<T> {
         self.values.extend_from_slice(as_far(src), &mut scope)
     }
 
+    fn flush(&self) -> Result<()> {
+        self.values.flush().map(drop)
+    }
+
     // Creates every chunk the appends will need in one batch (one request to the memory
     // server), fresh: their first write makes them locally, with nothing fetched.
     fn reserve(&mut self, additional: usize) -> Result<()> {

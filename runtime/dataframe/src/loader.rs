@@ -562,6 +562,18 @@ enum SinkColumn<S: Storage> {
     Categorical16(Dictionary, S::Column<u16>),
 }
 
+impl<S: Storage> SinkColumn<S> {
+    /// [`ColumnStore::flush`] of the column (the codes of a categorical).
+    fn flush(&self) -> Result<()> {
+        match self {
+            SinkColumn::I64(c) | SinkColumn::Timestamp(c) => c.flush(),
+            SinkColumn::F64(c) => c.flush(),
+            SinkColumn::U8(c) | SinkColumn::Categorical(_, c) => c.flush(),
+            SinkColumn::Categorical16(_, c) => c.flush(),
+        }
+    }
+}
+
 /// Appends `v` to `c`, creating its chunks first in one request (see `ColumnStore::reserve`).
 fn append_to<T: Element, C: ColumnStore<T>>(c: &mut C, v: &[T]) -> Result<()> {
     c.reserve(v.len())?;
@@ -627,9 +639,14 @@ impl<S: Storage> FrameSink<S> {
         Ok(())
     }
 
+    /// The frame, every column flushed ([`ColumnStore::flush`]): a far-memory frame leaves
+    /// loading with its cached chunks clean, so the analysis that evicts them to make room
+    /// for what it reads next drops them instead of writing them back first.
     fn finish(self) -> Result<DataFrame<S>> {
         let mut frame = DataFrame::new(self.storage);
         for (name, c) in self.columns {
+            c.flush()
+                .map_err(|e| e.with_context(format!("flushing column {name}")))?;
             let column = match c {
                 SinkColumn::I64(c) => AnyColumn::I64(c),
                 SinkColumn::Timestamp(c) => AnyColumn::Timestamp(c),

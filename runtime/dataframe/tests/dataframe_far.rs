@@ -69,6 +69,31 @@ fn nine_steps_match_an_independent_computation_over_tcp() {
     server.shutdown();
 }
 
+/// Loading ends with every cached chunk clean (`ColumnStore::flush`): read-only steps that
+/// evict the loaded chunks to make room drop them and write nothing back.
+#[test]
+fn read_only_steps_after_a_load_write_nothing_back() {
+    let path = TempPath::new("far-clean-load");
+    generate(&path.0, 20_000, 5, None).expect("generate");
+    let storage = in_process(SMALL_LOCAL);
+    let (df, _) =
+        load_csv(&path.0, &Schema::taxi(), &storage, LoadOptions::default()).expect("far load");
+    let before = storage.far_memory().metrics();
+    taxi::vendor_summary(&df).expect("step 1");
+    taxi::passenger_histogram(&df, 1).expect("step 2");
+    taxi::passenger_histogram(&df, 2).expect("step 3");
+    taxi::store_and_forward(&df).expect("step 5");
+    let after = storage.far_memory().metrics();
+    assert!(
+        after.misses > before.misses,
+        "the steps fetched nothing: {after:?}"
+    );
+    assert_eq!(
+        after.bytes_written_back, before.bytes_written_back,
+        "read-only steps wrote back chunks the load left dirty"
+    );
+}
+
 #[test]
 fn run_all_on_far_columns_equals_the_local_run() {
     let path = TempPath::new("far-runall");
