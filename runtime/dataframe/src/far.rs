@@ -445,6 +445,14 @@ impl<T: Element> ColumnStore<T> for FarColumn<T> {
         InScopeView(self).mean()
     }
 
+    fn median(&self) -> Result<Option<f64>> {
+        if let Some(m) = self.remote_median()? {
+            return Ok(m);
+        }
+        let mut v = self.to_vec()?;
+        Ok(median_in_place(&mut v))
+    }
+
     fn unique(&self) -> Result<Vec<T>> {
         if let Some(u) = self.remote_unique()? {
             return Ok(u);

@@ -41,18 +41,19 @@
 //!    order from 0.0, mean = sum / len), so every result is identical to the local path's; the
 //!    differential tests in `tests/dataframe_offload.rs` check it for every element type.
 //!
-//! Offloaded: sum, min, max, mean, unique, histogram, filter, count_where, and the gather
+//! Offloaded: sum, min, max, mean, median, unique, histogram, filter, count_where, and the gather
 //! behind `histogram_of` and `unique_of` (the server's `Gather` returns the selected values;
 //! the histogram is counted locally). `Auto` offloads that gather only when its call and result
 //! (an index and a value per row) are under a quarter of the column's bytes, and unless
 //! [`AUTO_GATHER_RESIDENT_PERCENT`] of the column is local (a few rows spread over the column
 //! touch most of its chunks, so anything short of an almost cached column means fetching most
 //! of it): the taxi analysis's step 5 reads the vendors of the 0.5% of rows flagged `Y`, which
-//! otherwise fetches the whole 8 MB `VendorID` column when it is remote. Not offloaded:
-//! `count` (it is the column's length, known locally), `median` (the server's is the lower
-//! median, the DataFrame's averages the two middle elements of an even count), `gather` and
-//! the row-wise operations (they create far columns, which the server's `Map`/`Pairwise` cannot
-//! name through `column_at`).
+//! otherwise fetches the whole 8 MB `VendorID` column when it is remote. `median` is
+//! offloaded as `MedianPair`: the server selects the two middle elements and the client
+//! averages them as the local path does (the server's own `Median` is the lower median, which
+//! is not the DataFrame's). Not offloaded: `count` (it is the column's length, known locally),
+//! `gather` and the row-wise operations (they create far columns, which the server's
+//! `Map`/`Pairwise` cannot name through `column_at`), and `group_median` (it reads two columns).
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
@@ -389,6 +390,32 @@ impl<T: Element> FarColumn<T> {
             None => None,
             Some(ColumnResult::Mean(m)) => Some(m),
             Some(r) => return Err(bad_result(format!("{r:?} for a mean"))),
+        })
+    }
+
+    /// The median on the server, if it runs there: the server selects the two middle
+    /// elements (`MedianPair`) and they are combined here exactly as
+    /// [`median_in_place`](crate::column::median_in_place) does, so the result is the local
+    /// one bit for bit.
+    pub(crate) fn remote_median(&self) -> Result<Option<Option<f64>>> {
+        let Some(elem) = elem_type::<T>() else {
+            return self.offload_state().ran_locally();
+        };
+        Ok(match self.offload(|_| ColumnOp::MedianPair, 64)? {
+            None => None,
+            Some(ColumnResult::Values(v)) => match v.as_slice() {
+                [] => Some(None),
+                [lo, hi] => {
+                    let (lo, hi): (T, T) = (from_scalar(*lo, elem)?, from_scalar(*hi, elem)?);
+                    Some(Some(if self.values().len() % 2 == 1 {
+                        hi.to_f64()
+                    } else {
+                        (lo.to_f64() + hi.to_f64()) / 2.0
+                    }))
+                }
+                _ => return Err(bad_result(format!("{} values for a median pair", v.len()))),
+            },
+            Some(r) => return Err(bad_result(format!("{r:?} for a median pair"))),
         })
     }
 

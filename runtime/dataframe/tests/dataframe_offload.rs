@@ -36,6 +36,7 @@ struct Results<K> {
     min: Option<K>,
     max: Option<K>,
     mean: String,
+    median: String,
     unique: Vec<K>,
     histogram: Vec<(K, u64)>,
     filters: Vec<Vec<u32>>,
@@ -68,6 +69,7 @@ fn results<T: Element, C: ColumnStore<T>>(col: &C, probes: &[T]) -> Results<T::K
         min: col.min().expect("min").map(T::key),
         max: col.max().expect("max").map(T::key),
         mean: format!("{:?}", col.mean().expect("mean")),
+        median: format!("{:?}", col.median().expect("median")),
         unique: col
             .unique()
             .expect("unique")
@@ -113,9 +115,9 @@ where
     storage.set_offload_policy(OffloadPolicy::Always);
     let remote = results(&far, probes);
     let after = storage.offload_stats();
-    // sum, min, max, mean, unique, histogram, histogram_of, unique_of, and a filter and a count
-    // per probe and op.
-    let ops = 8 + 12 * probes.len() as u64;
+    // sum, min, max, mean, median, unique, histogram, histogram_of, unique_of, and a filter and
+    // a count per probe and op.
+    let ops = 9 + 12 * probes.len() as u64;
     assert_eq!(
         after.offloaded - before.offloaded,
         ops,
@@ -161,7 +163,8 @@ fn offloaded_ops_equal_the_local_path_and_a_vec_for_every_element_type() {
             _ => rng.gen_range(-1_000_000i64..1_000_000),
         })
         .collect();
-    let dirty: Vec<i64> = (0..3000).map(|i| i * 17 - 9000).collect();
+    // 3001 dirty rows: an odd length first, an even one after the second append (median).
+    let dirty: Vec<i64> = (0..3001).map(|i| i * 17 - 9000).collect();
     check_offload(&storage, &i64s, &dirty, &[0, -5, i64::MAX]);
 
     let f64s: Vec<f64> = (0..n)
@@ -247,6 +250,36 @@ fn auto_offloads_remote_columns_and_scans_cached_ones_locally() {
     server.shutdown();
 }
 
+/// The server selects the two middle elements and the client averages them: an even count
+/// whose middle pair differs (where a lower median would be wrong), an odd count, one element,
+/// and `f64`s whose mean of the pair is not an element.
+#[test]
+fn offloaded_median_averages_the_middle_pair_like_the_local_path() {
+    let (server, storage) = over_tcp(MIN_LOCAL_BYTES);
+    storage.set_offload_policy(OffloadPolicy::Always);
+    for n in [100_000i64, 100_001, 1] {
+        // Distinct, shuffled by a stride coprime to n: the middle pair differs by 2.
+        let values: Vec<i64> = (0..n).map(|i| ((i * 7919) % n) * 2 - n).collect();
+        let far = storage.column_from_slice(&values).expect("far column");
+        let before = storage.offload_stats().offloaded;
+        let got = far.median().expect("median");
+        assert_eq!(storage.offload_stats().offloaded, before + 1, "n = {n}");
+        let want = LocalColumn::from_vec(values)
+            .median()
+            .expect("local median");
+        assert_eq!(got, want, "i64 median of {n} elements");
+    }
+    let f64s: Vec<f64> = (0..50_000).map(|i| f64::from(i) * 0.1 + 0.05).collect();
+    let far = storage.column_from_slice(&f64s).expect("far column");
+    let want = LocalColumn::from_vec(f64s).median().expect("local median");
+    assert_eq!(
+        far.median().expect("median").map(f64::to_bits),
+        want.map(f64::to_bits)
+    );
+    drop(storage);
+    server.shutdown();
+}
+
 #[test]
 fn a_backend_without_a_remote_agent_runs_everything_locally() {
     let config = FarStorage::config_for(MIN_LOCAL_BYTES).expect("config");
@@ -258,6 +291,6 @@ fn a_backend_without_a_remote_agent_runs_everything_locally() {
     assert_eq!(results(&col, &[0, 100]), want);
     let s = storage.offload_stats();
     assert_eq!(s.offloaded, 0, "{s:?}");
-    assert_eq!(s.local, 8 + 24, "{s:?}");
+    assert_eq!(s.local, 9 + 24, "{s:?}");
     assert_eq!(s.chunks_flushed, 0, "{s:?}");
 }

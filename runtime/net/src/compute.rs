@@ -32,6 +32,7 @@
 //! | `Min` / `Max` | `Scalar(None)` for an empty column |
 //! | `Mean` | `Mean(sum as f64 / len as f64)` with `Sum`'s sum; `None` when empty |
 //! | `Median` | the **lower median**: element `(len-1)/2` of the sorted column (no averaging, exact for every type) |
+//! | `MedianPair` | `Values`: elements `(len-1)/2` and `len/2` of the sorted column (the same element twice for an odd `len`; empty for an empty column), from which a client forms a median that averages the middle pair without the server choosing its arithmetic |
 //! | `Unique` | `Values`: the distinct values, ascending |
 //! | `Histogram` | `ValueCounts`: (value, count) per distinct value, ascending |
 //! | `Buckets { edges }` | `BucketCounts`: `edges.len()-1` counts, value `v` in bucket `i` when `edges[i] <= v < edges[i+1]`; values outside are not counted; edges must ascend strictly |
@@ -61,6 +62,7 @@
 //!        | 12 Gather   count u32 | u64*
 //!        | 13 Map      map_op u8 | scalar | column   (map_op: 1 Add 2 Sub 3 Mul 4 Div)
 //!        | 14 Pairwise pair_op u8 | column | column  (other, dst; pair_op as map_op)
+//!        | 15 MedianPair
 //! result = version u8 (=1) | tag u8 | fields
 //!        | 1 Count u64 | 2 IntSum i128 | 3 FloatSum f64 | 4 Scalar present u8 [scalar]
 //!        | 5 Mean present u8 [f64] | 6 Values count u32 | scalar* | 7 ValueCounts count u32
@@ -344,6 +346,8 @@ pub enum ColumnOp {
     Mean,
     /// Lower median.
     Median,
+    /// The two middle elements of the sorted column (lower, upper).
+    MedianPair,
     /// Sorted distinct values.
     Unique,
     /// Count per distinct value.
@@ -414,7 +418,7 @@ pub enum ColumnResult {
     Scalar(Option<Scalar>),
     /// Mean; `None` for an empty column.
     Mean(Option<f64>),
-    /// Unique (ascending) or Gather (request order).
+    /// Unique (ascending), Gather (request order) or MedianPair (lower, upper).
     Values(Vec<Scalar>),
     /// Histogram: (value, count), ascending by value.
     ValueCounts(Vec<(Scalar, u64)>),
@@ -542,6 +546,9 @@ impl ColumnCall {
                 put_column(w, other);
                 put_column(w, dst);
             }
+            ColumnOp::MedianPair => {
+                w.u8(15);
+            }
         }
         out
     }
@@ -617,7 +624,8 @@ impl ColumnCall {
                 let dst = get_column(r, "dst")?;
                 ColumnOp::Pairwise { op, other, dst }
             }
-            _ => return Err(protocol(format!("unknown op tag {tag} (known: 1..=14)"))),
+            15 => ColumnOp::MedianPair,
+            _ => return Err(protocol(format!("unknown op tag {tag} (known: 1..=15)"))),
         };
         reader.finish()?;
         Ok(ColumnCall { column, op })

@@ -54,6 +54,7 @@ fn op() -> impl Strategy<Value = ColumnOp> {
         Just(ColumnOp::Max),
         Just(ColumnOp::Mean),
         Just(ColumnOp::Median),
+        Just(ColumnOp::MedianPair),
         Just(ColumnOp::Unique),
         Just(ColumnOp::Histogram),
         prop::collection::btree_set(any::<i64>(), 2..10).prop_map(|s| ColumnOp::Buckets {
@@ -170,7 +171,7 @@ fn bad_tags_versions_and_arguments_are_rejected() {
     assert_eq!(patch(9, 0).kind(), ErrorKind::Protocol); // elem code
     assert_eq!(patch(9, 7).kind(), ErrorKind::Protocol);
     assert_eq!(patch(good.len() - 1, 0).kind(), ErrorKind::Protocol); // op tag
-    assert_eq!(patch(good.len() - 1, 15).kind(), ErrorKind::Protocol);
+    assert_eq!(patch(good.len() - 1, 16).kind(), ErrorKind::Protocol);
     let mut zero_chunk = col(ElemType::U8);
     zero_chunk.chunk_len = 0;
     let e = ColumnCall::decode(

@@ -7,7 +7,7 @@
 //! - **Streaming in chunk order.** A column is chunks `0..chunk_count` of one data structure;
 //!   every op walks them in id order with [`StoreView::with_object`], one read lock per chunk,
 //!   and never copies a chunk except where it must (`Pairwise` copies the right-hand chunk so it
-//!   does not hold two locks at once). Only `Median` collects the column's values (it needs a
+//!   does not hold two locks at once). Only `Median` and `MedianPair` collect the column's values (it needs a
 //!   sort); `Unique` and `Histogram` count distinct values (a dense array for `u8`/`u16`, else a
 //!   hash map keyed by the value's bits) and sort only the distinct ones; nothing is ever
 //!   pre-allocated from a client-supplied length, so a forged `len` fails on the first absent
@@ -287,6 +287,29 @@ fn collect_sorted<V: Value>(store: &StoreView<'_>, col: &ColumnRef) -> Result<Ve
     Ok(values)
 }
 
+/// Elements `(len-1)/2` and `len/2` of the sorted column (`None` when empty), by selection
+/// rather than a whole sort: one `select_nth_unstable` for the upper one, and for an even length
+/// the largest element below it.
+fn middle_pair<V: Value>(store: &StoreView<'_>, col: &ColumnRef) -> Result<Option<(V, V)>> {
+    let mut values = Vec::new();
+    for_each(store, col, |_, v: V| {
+        values.push(v);
+        Ok(())
+    })?;
+    let n = values.len();
+    if n == 0 {
+        return Ok(None);
+    }
+    let (below, hi, _) = values.select_nth_unstable_by(n / 2, V::order);
+    let hi = *hi;
+    let lo = if n % 2 == 1 {
+        hi
+    } else {
+        below.iter().copied().max_by(V::order).unwrap_or(hi)
+    };
+    Ok(Some((lo, hi)))
+}
+
 /// Each distinct value of the column with its count, ascending. Values are distinct when their
 /// bits differ (the codec's equality); small types count into a dense array, the others into a
 /// hash map whose distinct values alone are sorted, so a column with few distinct values is not
@@ -392,6 +415,11 @@ fn run_typed<V: Value>(store: &StoreView<'_>, call: &ColumnCall) -> Result<Colum
             let mid = values.len().saturating_sub(1) / 2;
             ColumnResult::Scalar(values.get(mid).map(|v| v.to_scalar()))
         }
+        ColumnOp::MedianPair => ColumnResult::Values(
+            middle_pair::<V>(store, col)?
+                .map(|(lo, hi)| vec![lo.to_scalar(), hi.to_scalar()])
+                .unwrap_or_default(),
+        ),
         ColumnOp::Unique => ColumnResult::Values(
             value_counts::<V>(store, col)?
                 .into_iter()

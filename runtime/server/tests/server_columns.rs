@@ -241,6 +241,15 @@ fn check_all_ops(c: &Client, rng: &mut Rng, col: ColumnRef, values: &[Scalar], n
         ColumnResult::Scalar(sorted.get(n.saturating_sub(1) / 2).copied()),
         &what("median"),
     );
+    same(
+        call(c, col, ColumnOp::MedianPair).unwrap(),
+        ColumnResult::Values(if n == 0 {
+            Vec::new()
+        } else {
+            vec![sorted[(n - 1) / 2], sorted[n / 2]]
+        }),
+        &what("median pair"),
+    );
     let mut unique = sorted.clone();
     unique.dedup();
     same(
@@ -505,7 +514,12 @@ fn malformed_and_hostile_calls_are_errors_and_the_server_keeps_serving() {
     let e = kind(ColumnRef { len: 11, ..good }, ColumnOp::Sum);
     assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
     // Huge lengths fail on the first missing or short chunk, without allocating.
-    for op in [ColumnOp::Median, ColumnOp::Unique, ColumnOp::Sum] {
+    for op in [
+        ColumnOp::Median,
+        ColumnOp::MedianPair,
+        ColumnOp::Unique,
+        ColumnOp::Sum,
+    ] {
         let e = kind(
             ColumnRef {
                 len: u64::MAX,
