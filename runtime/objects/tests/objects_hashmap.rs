@@ -133,7 +133,8 @@ fn dropping_the_last_handle_frees_the_maps_bytes_on_the_server() {
         "a clone keeps the map alive"
     );
     drop(other);
-    // The clear goes out from the map's sender thread after the drop: wait for it (bounded).
+    // The clear goes out after the drop, from the map's sender thread or a thread of its own
+    // when none runs: wait for it (bounded).
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while srv.stats().used_bytes != empty.used_bytes && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));

@@ -1,33 +1,39 @@
 //! Coalesced misses of one `RemHashMap` (flat combining, Hendler et al., SPAA'10), sent by the
-//! map's own sender thread.
+//! map's sender thread.
 //!
 //! ```text
-//!   green thread: miss ──push──▶ queue [m1 m2 m3 ...] ──(notify if the sender is idle)
+//!   green thread: miss ──push──▶ queue [m1 m2 m3 ...] ──(notify an idle sender, or start one)
 //!                 park until its Miss holds an answer
-//!   sender thread: loop { wait while the queue is empty;
+//!   sender thread: loop { wait while the queue is empty (exit after SENDER_IDLE_EXIT);
 //!                         take ≤ COMBINE_BATCH_KEYS from the front;
 //!                         one get-many round trip (blocks this OS thread only);
 //!                         put each answer in its Miss, unpark its waiter }
 //! ```
 //!
-//! Why an OS thread and not a green leader: a green thread that waits on a `TcpBackend` needs
-//! the backend's relay thread (one more wake-up per trip) and, while leading, stops issuing
-//! its own lookups; an OS sender blocks in the socket read directly and the only wake-ups per
-//! trip are the server's and the sender's own. While a batch is out, new misses queue and go
-//! in the next batch, taken as soon as the answer is handed out, with no wake-up then; a miss
-//! waits about one and a half trips on average. One sender per map: on a loopback link the
-//! trips' CPU bounds throughput, so fewer, fuller trips win over more in flight.
+//! Why an OS thread and not a green leader: a green thread that leads the round trip stops
+//! issuing its own lookups while it waits; an OS sender blocks in the socket read directly, and
+//! the only wake-ups per trip are the server's and the sender's own. While a batch is out, new
+//! misses queue and go in the next batch, taken as soon as the answer is handed out, with no
+//! wake-up then; a miss waits about one and a half trips on average. At most `max_senders` per
+//! map: on a loopback link the trips' CPU bounds throughput, so fewer, fuller trips win over more
+//! in flight.
+//!
+//! **Senders live only while the map misses.** The first miss that finds no idle sender starts
+//! one (up to the map's maximum); a sender that has waited [`SENDER_IDLE_EXIT`] with nothing
+//! queued exits. So a process may hold many maps without an OS thread each: only maps that are
+//! missing now have one. The exit and the start are decided under the queue lock (`running`,
+//! `idle`), so a miss queued as a sender leaves is seen by it or starts a new one.
 //!
 //! The queue's state lives under one mutex; a waiter's answer lands in its own `Miss` and the
 //! waiter is woken through its `Unparker` (a token: an unpark before the park is not lost; the
-//! park still has a timeout so a bug can cost latency, never a hang). The sender exits after
-//! [`MissCombiner::close`] once the queue is empty, so no queued miss is left unanswered; the
-//! last one to exit runs the map's farewell (the server-side `clear`), so dropping a map never
-//! waits for a round trip.
+//! park still has a timeout so a bug can cost latency, never a hang). After
+//! [`MissCombiner::close`] senders exit once the queue is empty, so no queued miss is left
+//! unanswered; the map's farewell (the server-side `clear`) runs on the last sender to exit, or
+//! on a thread of its own when none is running, so dropping a map never waits for a round trip.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use farmem_error::{Error, Result};
@@ -39,6 +45,8 @@ const COMBINE_BATCH_KEYS: usize = 128;
 const COMBINE_BATCH_BYTES: usize = 256 << 10;
 /// How long a waiting miss parks between checks (a lost wake-up costs at most this).
 const COMBINE_TICK: Duration = Duration::from_millis(5);
+/// How long a sender waits for a miss before it exits (the next miss starts another).
+pub(super) const SENDER_IDLE_EXIT: Duration = Duration::from_millis(100);
 
 /// The answer to one miss: the value's bytes, `None` when the key is absent.
 pub(super) type MissAnswer = Result<Option<Vec<u8>>>;
@@ -75,10 +83,17 @@ struct Queue {
     idle: usize,
     /// The map is gone: senders exit once the queue is empty.
     closed: bool,
-    /// Senders still running.
+    /// Senders running (started and not yet exited).
     running: usize,
-    /// Run by the last sender to exit.
+    /// Run once, after `close`, by the last sender to exit (or by `close` when none runs).
     farewell: Option<Farewell>,
+}
+
+/// How a map's senders are started (set once by [`MissCombiner::start`]).
+struct SenderSpec {
+    max: usize,
+    name: String,
+    send: Arc<SendBatch>,
 }
 
 /// The miss queue of one map, its counters, and the condition its senders wait on.
@@ -86,6 +101,7 @@ struct Queue {
 pub(super) struct MissCombiner {
     queue: Mutex<Queue>,
     work: Condvar,
+    spec: OnceLock<SenderSpec>,
     batches: AtomicU64,
     trip_nanos: AtomicU64,
 }
@@ -106,55 +122,105 @@ impl MissCombiner {
         self.trip_nanos.load(Ordering::Relaxed)
     }
 
-    /// Starts `senders` sender threads that answer the queued misses through `send`; they exit
-    /// after [`MissCombiner::close`], and the last one to go runs `farewell`.
+    /// Sender threads running now (at most the `max_senders` given to `start`).
+    #[cfg(test)]
+    pub(super) fn senders_running(&self) -> usize {
+        self.queue().running
+    }
+
+    /// Sets how misses are answered: through `send`, on up to `max_senders` sender threads
+    /// named `name`, started as misses need them (module note); after [`MissCombiner::close`],
+    /// `farewell` runs once. Starts no thread yet. Calling it twice is an internal error.
     pub(super) fn start(
-        self: &Arc<Self>,
-        senders: usize,
+        &self,
+        max_senders: usize,
         name: &str,
         send: Arc<SendBatch>,
         farewell: Farewell,
-    ) -> Result<Vec<std::thread::JoinHandle<()>>> {
-        {
-            let mut q = self.queue();
-            q.running += senders;
-            q.farewell = Some(farewell);
-        }
-        (0..senders)
-            .map(|i| {
-                let (me, send) = (self.clone(), send.clone());
-                std::thread::Builder::new()
-                    .name(format!("{name}-{i}"))
-                    .spawn(move || me.serve(&*send))
-                    .map_err(|e| Error::io("spawning a hash map miss sender thread", e))
+    ) -> Result<()> {
+        self.spec
+            .set(SenderSpec {
+                max: max_senders.max(1),
+                name: name.to_string(),
+                send,
             })
-            .collect()
+            .map_err(|_| Error::internal("hash map miss senders configured twice"))?;
+        self.queue().farewell = Some(farewell);
+        Ok(())
     }
 
-    /// Lets the senders exit (once nothing is queued).
+    /// Lets the senders exit (once nothing is queued); runs the farewell on a thread of its own
+    /// when no sender is running to run it.
     pub(super) fn close(&self) {
-        self.queue().closed = true;
+        let farewell = {
+            let mut q = self.queue();
+            q.closed = true;
+            if q.running == 0 {
+                q.farewell.take()
+            } else {
+                None
+            }
+        };
         self.work.notify_all();
+        if let Some(f) = farewell {
+            let name = self.spec.get().map_or("farmem-map", |s| &s.name);
+            // The closure moves into the thread only if the spawn succeeds; if it fails, the
+            // farewell is lost with it, as when a server that is gone dropped the entries.
+            let _ = std::thread::Builder::new()
+                .name(format!("{name}-bye"))
+                .spawn(f);
+        }
     }
 
     /// Looks `key` up through the senders, sharing a round trip with concurrent misses; parks
     /// the calling green (or OS) thread until the answer is in.
-    pub(super) fn fetch(&self, key: &[u8]) -> MissAnswer {
+    pub(super) fn fetch(self: &Arc<Self>, key: &[u8]) -> MissAnswer {
+        let Some(spec) = self.spec.get() else {
+            return Err(Error::internal("hash map miss queue used before start"));
+        };
         let me = Arc::new(Miss {
             key: key.into(),
             answer: Mutex::new(None),
             waker: current_unparker(),
         });
-        let wake = {
+        let (wake, start) = {
             let mut q = self.queue();
             if q.closed {
                 return Err(Error::internal("hash map miss queue used after close"));
             }
             q.misses.push_back(me.clone());
-            q.idle > 0
+            if q.idle > 0 {
+                (true, false)
+            } else if q.running < spec.max {
+                q.running += 1;
+                (false, true)
+            } else {
+                (false, false)
+            }
         };
         if wake {
             self.work.notify_one();
+        }
+        if start {
+            let me2 = self.clone();
+            let spawned = std::thread::Builder::new()
+                .name(spec.name.clone())
+                .spawn(move || me2.serve());
+            if let Err(e) = spawned {
+                let e = Error::io("starting a hash map miss sender thread", e);
+                let orphans: Vec<Arc<Miss>> = {
+                    let mut q = self.queue();
+                    q.running -= 1;
+                    if q.running == 0 {
+                        q.misses.drain(..).collect()
+                    } else {
+                        Vec::new()
+                    }
+                };
+                for m in orphans {
+                    m.set(Err(e.clone()));
+                }
+            }
         }
         loop {
             if let Some(r) = me.take() {
@@ -165,7 +231,12 @@ impl MissCombiner {
     }
 
     /// A sender thread: waits for misses, sends what is queued as one batch, answers it, again.
-    fn serve(&self, send: &SendBatch) {
+    /// Exits after [`SENDER_IDLE_EXIT`] without a miss, or once the queue is empty after close.
+    fn serve(&self) {
+        let Some(spec) = self.spec.get() else {
+            return;
+        };
+        let send = &*spec.send;
         loop {
             let batch: Vec<Arc<Miss>> = {
                 let mut q = self.queue();
@@ -184,8 +255,17 @@ impl MissCombiner {
                         return;
                     }
                     q.idle += 1;
-                    q = self.work.wait(q).unwrap_or_else(|p| p.into_inner());
+                    let (g, waited) = self
+                        .work
+                        .wait_timeout(q, SENDER_IDLE_EXIT)
+                        .unwrap_or_else(|p| p.into_inner());
+                    q = g;
                     q.idle -= 1;
+                    if waited.timed_out() && q.misses.is_empty() && !q.closed {
+                        // Idle: leave; the next miss that finds no idle sender starts one.
+                        q.running -= 1;
+                        return;
+                    }
                 }
                 let mut bytes = 0;
                 let mut n = 0;
@@ -235,20 +315,31 @@ impl MissCombiner {
 mod tests {
     use super::*;
 
-    /// Misses from many OS threads are answered with their own key's answer, batched, and the
-    /// sender exits after `close`.
+    fn echo(keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> {
+        Ok(keys
+            .iter()
+            .map(|k| (k[0] % 3 != 0).then(|| vec![k[0]; 2]))
+            .collect())
+    }
+
+    /// Polls `cond` for up to 10 s (thread exits are asynchronous).
+    fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting until {what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Misses from many OS threads are answered with their own key's answer, batched, by at
+    /// most the configured number of senders; the farewell runs once, after close.
     #[test]
-    fn answers_every_waiter_and_exits_on_close() {
+    fn answers_every_waiter_and_says_farewell_once_after_close() {
         let c = Arc::new(MissCombiner::default());
-        let send = |keys: &[&[u8]]| -> Result<Vec<Option<Vec<u8>>>> {
-            Ok(keys
-                .iter()
-                .map(|k| (k[0] % 3 != 0).then(|| vec![k[0]; 2]))
-                .collect())
-        };
         let (tx, rx) = std::sync::mpsc::channel();
         let farewell = Box::new(move || tx.send(()).unwrap_or(()));
-        let senders = c.start(2, "test-miss", Arc::new(send), farewell).unwrap();
+        c.start(2, "test-miss", Arc::new(echo), farewell).unwrap();
+        assert_eq!(c.senders_running(), 0, "no sender before the first miss");
         let askers: Vec<_> = (0..16u8)
             .map(|t| {
                 let c = c.clone();
@@ -257,6 +348,7 @@ mod tests {
                         let k = t.wrapping_mul(50).wrapping_add(i);
                         let want = (k % 3 != 0).then(|| vec![k; 2]);
                         assert_eq!(c.fetch(&[k]).unwrap(), want, "key {k}");
+                        assert!(c.senders_running() <= 2);
                     }
                 })
             })
@@ -268,15 +360,34 @@ mod tests {
         assert!((1..=16 * 50).contains(&batches), "{batches}");
         assert!(rx.try_recv().is_err(), "no farewell before close");
         c.close();
-        for s in senders {
-            s.join().unwrap();
-        }
-        assert_eq!(
-            rx.try_iter().count(),
-            1,
-            "the last sender says farewell once"
-        );
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("the farewell runs after close");
+        eventually("every sender exited", || c.senders_running() == 0);
+        assert!(rx.try_recv().is_err(), "the farewell runs once");
         assert!(c.fetch(&[1]).is_err(), "a closed queue answers at once");
+    }
+
+    /// An idle sender exits; the next miss starts another; a close with no sender running
+    /// still runs the farewell.
+    #[test]
+    fn idle_senders_exit_and_the_next_miss_starts_one() {
+        let c = Arc::new(MissCombiner::default());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let farewell = Box::new(move || tx.send(()).unwrap_or(()));
+        c.start(1, "test-miss", Arc::new(echo), farewell).unwrap();
+        assert_eq!(c.fetch(&[4]).unwrap(), Some(vec![4, 4]));
+        assert_eq!(c.senders_running(), 1);
+        eventually("the idle sender exited", || c.senders_running() == 0);
+        assert_eq!(c.fetch(&[5]).unwrap(), Some(vec![5, 5]), "a new sender");
+        eventually("the second sender exited", || c.senders_running() == 0);
+        assert!(c.fetch(&[3]).unwrap().is_none());
+        eventually("the third sender exited", || c.senders_running() == 0);
+        c.close();
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("the farewell runs with no sender running");
+        assert!(c
+            .start(1, "again", Arc::new(echo), Box::new(|| ()))
+            .is_err());
     }
 
     #[test]
@@ -289,14 +400,17 @@ mod tests {
                 Ok(vec![None; keys.len() + 1]) // one answer too many
             }
         };
-        let senders = c
-            .start(1, "test-miss", Arc::new(send), Box::new(|| ()))
+        c.start(1, "test-miss", Arc::new(send), Box::new(|| ()))
             .unwrap();
         assert!(c.fetch(&[]).unwrap_err().context().contains("refused"));
         assert!(c.fetch(&[1]).unwrap_err().context().contains("answers"));
         c.close();
-        for s in senders {
-            s.join().unwrap();
-        }
+    }
+
+    #[test]
+    fn a_miss_before_start_is_an_error() {
+        let c = Arc::new(MissCombiner::default());
+        assert!(c.fetch(&[1]).is_err());
+        c.close();
     }
 }

@@ -42,14 +42,17 @@
 //!   [`HashCacheStats::bytes`] never passes `cache_bytes`.
 //! - **Coalesced misses on a sender thread** (flat combining; `combine.rs`): a miss queues its
 //!   key and parks its green thread; the map's sender thread (an OS thread, so it waits for the
-//!   server without a relay hop and without holding a green thread) sends everything queued as
-//!   one `get-many` round trip, hands each waiter its answer and unparks it, and takes the next
-//!   batch at once if misses arrived meanwhile. Many green threads share each trip, which is
-//!   what bounds throughput on a loopback link: a round trip's syscalls and thread wake-ups cost
-//!   far more than one more key in the frame.
-//! - **Dropping the last handle drops the data**: the sender thread exits and, on its way out,
-//!   sends `clear`, which removes the map's objects on the server and frees their bytes
-//!   (asynchronously: `drop` never waits for a round trip).
+//!   server without holding a green thread) sends everything queued as one `get-many` round
+//!   trip, hands each waiter its answer and unparks it, and takes the next batch at once if
+//!   misses arrived meanwhile. Many green threads share each trip, which is what bounds
+//!   throughput on a loopback link: a round trip's syscalls and thread wake-ups cost far more
+//!   than one more key in the frame. The sender runs only while the map misses: the first miss
+//!   starts it and it exits after `combine::SENDER_IDLE_EXIT` (100 ms) without one, so a
+//!   process with many maps holds a thread only for those missing now.
+//! - **Dropping the last handle drops the data**: the map sends `clear`, which removes its
+//!   objects on the server and frees their bytes, from its last sender on the way out or from a
+//!   short-lived thread when none is running (asynchronously: `drop` never waits for a round
+//!   trip).
 //!
 //! # Keeping the cache coherent with concurrent writers
 //!
@@ -191,8 +194,7 @@ struct MapShared {
 /// memory server, hot entries in a bounded local CLOCK cache, writes through. Cloning gives
 /// another handle to the same map (share it with green threads). Lookups that miss park only
 /// their green thread (the map's sender thread does the round trip); `put`, `remove` and `len`
-/// call the backend from the caller, so over a `TcpBackend` turn on
-/// `TcpBackendConfig::green_relay` for those to park only their green thread too.
+/// call the backend from the caller, which on a green thread parks only that green thread too.
 pub struct RemHashMap<K, V> {
     shared: Arc<MapShared>,
     _types: PhantomData<fn() -> (K, V)>,
@@ -209,7 +211,8 @@ impl<K, V> Clone for RemHashMap<K, V> {
 
 impl<K: MapBytes, V: MapBytes> RemHashMap<K, V> {
     /// An empty map on `backend`'s server with a local cache of at most `cache_bytes`
-    /// (0: no cache) and one sender thread for its misses. One round trip checks that the
+    /// (0: no cache) and a sender thread for its misses while it has them (module note). One
+    /// round trip checks that the
     /// server runs the hash index: a backend without remote functions fails with `Unsupported`,
     /// a server without `hash_index` with `NotFound`.
     pub fn new(backend: Arc<dyn Backend>, cache_bytes: usize) -> Result<RemHashMap<K, V>> {
