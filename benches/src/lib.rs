@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 pub mod far_server;
 pub mod raw_tcp;
 pub mod scenarios;
+pub mod threads;
 
 pub use farmem_error::{Error, ErrorKind, Result};
 

@@ -22,6 +22,7 @@ use rand::SeedableRng;
 use rand_distr::{Distribution, Zipf};
 
 use crate::far_server::FarServers;
+use crate::threads::{thread_cpu_ns, ThreadCpu};
 use crate::{median, ratio, Error, Report, Result, Scenario};
 
 /// The registration of this scenario.
@@ -247,8 +248,12 @@ fn run(args: &[String]) -> Result<Report> {
         on_green_threads(&rt, threads, far_pass.clone())?; // warm-up: fills the cache
         let before = map.cache_stats();
         let (mut far, mut base) = (Vec::new(), Vec::new());
+        // CPU of the far passes alone by thread name (workers, the map's sender, the server).
+        let mut by_thread = ThreadCpu::default();
         for _ in 0..args.samples {
+            let t0 = thread_cpu_ns();
             far.push(total_ops / on_green_threads(&rt, threads, far_pass.clone())?);
+            by_thread.add_since(t0);
             base.push(total_ops / on_green_threads(&rt, threads, local_pass.clone())?);
         }
         let after = map.cache_stats();
@@ -288,6 +293,21 @@ fn run(args: &[String]) -> Result<Report> {
             &format!("load_puts_per_s_{pct}pct"),
             args.keys as f64 / load_t,
         );
+        let per_op = |ns: i64| ns as f64 / (total_ops * args.samples as f64);
+        report.note(format!(
+            "{pct}%: CPU ns per lookup (times run per 1000 lookups) by thread, this process and \
+             its server: {}",
+            by_thread
+                .entries()
+                .filter(|&(_, ns, _)| per_op(ns) >= 0.5)
+                .map(|(name, ns, runs)| format!(
+                    "{name} {:.0} ({:.0})",
+                    per_op(ns),
+                    1000.0 * per_op(runs)
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
         if pct == 25 {
             judged = Some(q);
         }

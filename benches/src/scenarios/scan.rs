@@ -30,6 +30,7 @@ use farmem_objects::Config;
 use super::fetch::checksum;
 use crate::far_server::{memory_rows, FarServers};
 use crate::raw_tcp::RawClient;
+use crate::threads::{thread_cpu_ns, tree_cpu_ns, ThreadCpu};
 use crate::{median, ratio, Error, Report, Result, Scenario};
 
 /// The registration of this scenario.
@@ -146,7 +147,7 @@ fn run(args: &[String]) -> Result<Report> {
         let (mut far, mut rawbw) = (Vec::new(), Vec::new());
         let (mut far_cpu, mut raw_cpu) = (Vec::new(), Vec::new());
         // CPU of the scans alone by thread name, summed over the samples.
-        let mut by_thread = std::collections::BTreeMap::<String, (i64, i64)>::new();
+        let mut by_thread = ThreadCpu::default();
         for _ in 0..args.samples {
             let t0 = thread_cpu_ns();
             let c0 = tree_cpu_ns();
@@ -154,16 +155,7 @@ fn run(args: &[String]) -> Result<Report> {
             let got = checksum(&arr, &fm)?;
             far.push(bytes as f64 / t.elapsed().as_secs_f64());
             let c1 = tree_cpu_ns();
-            for (name, ns, runs) in thread_cpu_ns() {
-                let e = by_thread.entry(name).or_default();
-                e.0 += ns as i64;
-                e.1 += runs as i64;
-            }
-            for (name, ns, runs) in t0 {
-                let e = by_thread.entry(name).or_default();
-                e.0 -= ns as i64;
-                e.1 -= runs as i64;
-            }
+            by_thread.add_since(t0);
             if got != expect {
                 return Err(Error::internal(format!(
                     "scan summed {got}, expected {expect}"
@@ -206,9 +198,9 @@ fn run(args: &[String]) -> Result<Report> {
         report.note(format!(
             "{tag}: scan CPU ns/B (times run per MiB) by thread, this process and its servers: {}",
             by_thread
-                .iter()
-                .filter(|(_, &(ns, _))| per_byte(ns) >= 0.005)
-                .map(|(name, &(ns, runs))| {
+                .entries()
+                .filter(|&(_, ns, _)| per_byte(ns) >= 0.005)
+                .map(|(name, ns, runs)| {
                     let per_mib = runs as f64 * (1 << 20) as f64 / (bytes * args.samples) as f64;
                     format!("{name} {:.3} ({per_mib:.0})", per_byte(ns))
                 })
@@ -240,110 +232,4 @@ fn run(args: &[String]) -> Result<Report> {
     ));
     servers.stop();
     Ok(report)
-}
-
-/// CPU time in ns spent so far by every thread of this process and of its direct children (the
-/// servers), from `/proc/PID/task/TID/schedstat`; `None` where that is not readable.
-fn tree_cpu_ns() -> Option<u64> {
-    let me = std::process::id();
-    let mut total = process_cpu_ns(me)?;
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid != me && parent_pid(pid) == Some(me) {
-            total += process_cpu_ns(pid).unwrap_or(0);
-        }
-    }
-    Some(total)
-}
-
-/// CPU ns so far and times scheduled in (the first and third fields of `schedstat`) of every live
-/// thread of this process and its direct children, by thread name (`/proc/PID/task/TID/comm`; numbered names such as `farmem-server-conn-7` merge under
-/// their stem); empty where `/proc` is not readable.
-fn thread_cpu_ns() -> Vec<(String, u64, u64)> {
-    let me = std::process::id();
-    let mut pids = vec![me];
-    if let Ok(dir) = std::fs::read_dir("/proc") {
-        pids.extend(
-            dir.flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-                .filter(|&pid| pid != me && parent_pid(pid) == Some(me)),
-        );
-    }
-    let mut out = Vec::new();
-    for pid in pids {
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-            continue;
-        };
-        for task in tasks.flatten() {
-            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-            let stem = comm
-                .trim()
-                .trim_end_matches(|c: char| c.is_ascii_digit() || c == '-');
-            let name = if pid == me {
-                stem.to_string()
-            } else {
-                format!("child:{stem}")
-            };
-            let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
-            let mut fields = stat.split_whitespace().map(|f| f.parse::<u64>().ok());
-            if let (Some(Some(ns)), Some(Some(runs))) = (fields.next(), fields.nth(1)) {
-                out.push((name, ns, runs));
-            }
-        }
-    }
-    out
-}
-
-/// The parent of `pid` (field 4 of `/proc/PID/stat`, after the parenthesised command name).
-fn parent_pid(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// CPU ns of every live thread of `pid` (first field of each thread's schedstat).
-fn process_cpu_ns(pid: u32) -> Option<u64> {
-    let mut total = 0u64;
-    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
-        .ok()?
-        .flatten()
-    {
-        let path = task.path().join("schedstat");
-        if let Some(ns) = std::fs::read_to_string(path)
-            .ok()
-            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        {
-            total += ns;
-        }
-    }
-    Some(total)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cpu_time_of_the_process_tree_grows_with_work() {
-        let Some(before) = tree_cpu_ns() else {
-            return; // no /proc here: the figures are left out, nothing to check
-        };
-        let t = Instant::now();
-        let mut x = 1u64;
-        while t.elapsed().as_millis() < 30 {
-            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
-        }
-        let after = tree_cpu_ns().unwrap_or(0);
-        assert!(after > before, "{before} -> {after} after busy work ({x})");
-        assert_eq!(
-            parent_pid(std::process::id()),
-            Some(std::os::unix::process::parent_id())
-        );
-    }
 }
