@@ -133,7 +133,7 @@ pub struct FarServers {
     pub raw_addr: SocketAddr,
     token: String,
     embedded: Option<ServerHandle>,
-    _children: Vec<ChildGuard>,
+    children: Vec<ChildGuard>,
     _token_file: Option<TokenFile>,
 }
 
@@ -163,7 +163,7 @@ impl FarServers {
                 raw_addr,
                 token: config.token.to_string(),
                 embedded: Some(handle),
-                _children: Vec::new(),
+                children: Vec::new(),
                 _token_file: None,
             });
         }
@@ -191,7 +191,7 @@ impl FarServers {
             raw_addr,
             token: config.token.to_string(),
             embedded: None,
-            _children: vec![farmem, raw],
+            children: vec![farmem, raw],
             _token_file: Some(token_file),
         })
     }
@@ -245,7 +245,7 @@ impl FarServers {
                 "CPU 0 or {server_cpu} is outside this process's CPU set"
             ));
         }
-        for child in &self._children {
+        for child in &self.children {
             if let Err(e) = pin_process(child.0.id(), server_cpu) {
                 return free(format!("pinning a server: {e}"));
             }

@@ -278,12 +278,18 @@ fn for_each<V: Value>(
 }
 
 fn collect_sorted<V: Value>(store: &StoreView<'_>, col: &ColumnRef) -> Result<Vec<V>> {
+    let mut values = collect::<V>(store, col)?;
+    values.sort_unstable_by(V::order);
+    Ok(values)
+}
+
+/// The column's elements in row order.
+fn collect<V: Value>(store: &StoreView<'_>, col: &ColumnRef) -> Result<Vec<V>> {
     let mut values = Vec::new();
     for_each(store, col, |_, v: V| {
         values.push(v);
         Ok(())
     })?;
-    values.sort_unstable_by(V::order);
     Ok(values)
 }
 
@@ -291,11 +297,7 @@ fn collect_sorted<V: Value>(store: &StoreView<'_>, col: &ColumnRef) -> Result<Ve
 /// rather than a whole sort: one `select_nth_unstable` for the upper one, and for an even length
 /// the largest element below it.
 fn middle_pair<V: Value>(store: &StoreView<'_>, col: &ColumnRef) -> Result<Option<(V, V)>> {
-    let mut values = Vec::new();
-    for_each(store, col, |_, v: V| {
-        values.push(v);
-        Ok(())
-    })?;
+    let mut values = collect::<V>(store, col)?;
     let n = values.len();
     if n == 0 {
         return Ok(None);

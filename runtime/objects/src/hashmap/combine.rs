@@ -322,6 +322,16 @@ mod tests {
             .collect())
     }
 
+    /// A combiner over [`echo`] with up to `senders` senders, and where its farewell reports.
+    fn started(senders: usize) -> (Arc<MissCombiner>, std::sync::mpsc::Receiver<()>) {
+        let c = Arc::new(MissCombiner::default());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let farewell = Box::new(move || tx.send(()).unwrap_or(()));
+        c.start(senders, "test-miss", Arc::new(echo), farewell)
+            .unwrap();
+        (c, rx)
+    }
+
     /// Polls `cond` for up to 10 s (thread exits are asynchronous).
     fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -335,10 +345,7 @@ mod tests {
     /// most the configured number of senders; the farewell runs once, after close.
     #[test]
     fn answers_every_waiter_and_says_farewell_once_after_close() {
-        let c = Arc::new(MissCombiner::default());
-        let (tx, rx) = std::sync::mpsc::channel();
-        let farewell = Box::new(move || tx.send(()).unwrap_or(()));
-        c.start(2, "test-miss", Arc::new(echo), farewell).unwrap();
+        let (c, rx) = started(2);
         assert_eq!(c.senders_running(), 0, "no sender before the first miss");
         let askers: Vec<_> = (0..16u8)
             .map(|t| {
@@ -371,10 +378,7 @@ mod tests {
     /// still runs the farewell.
     #[test]
     fn idle_senders_exit_and_the_next_miss_starts_one() {
-        let c = Arc::new(MissCombiner::default());
-        let (tx, rx) = std::sync::mpsc::channel();
-        let farewell = Box::new(move || tx.send(()).unwrap_or(()));
-        c.start(1, "test-miss", Arc::new(echo), farewell).unwrap();
+        let (c, rx) = started(1);
         assert_eq!(c.fetch(&[4]).unwrap(), Some(vec![4, 4]));
         assert_eq!(c.senders_running(), 1);
         eventually("the idle sender exited", || c.senders_running() == 0);
