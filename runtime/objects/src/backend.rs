@@ -2,7 +2,7 @@
 //!
 //! A backend stores objects keyed by (data-structure id, object id). The object layer calls it
 //! synchronously on a miss (`read`), from the evacuator (`write`, `write_batch`), when a container
-//! goes away (`remove`), and from the prefetch thread through the asynchronous hook
+//! goes away (`remove`), and from the prefetch issuer through the asynchronous hook
 //! ([`Backend::issue_read`] returns a [`PendingRead`] to wait on later, and
 //! [`Backend::issue_read_batch`] one per object of a run sent as one request), which is the shape
 //! a pipelined network client fits: issue many requests, then collect the responses by id.

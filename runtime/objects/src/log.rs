@@ -116,7 +116,8 @@ impl LocalLog {
         self.mutator_slots + i
     }
 
-    /// The prefetch thread's slot.
+    /// The prefetch issuer's slot (used under `Inner::issuer`: by the prefetch thread, or by a
+    /// mutator issuing its own refill).
     pub(crate) fn prefetch_slot(&self) -> usize {
         self.open.len() - 1
     }

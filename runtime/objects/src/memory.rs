@@ -67,7 +67,7 @@ use crate::pod::Pod;
 use crate::pointer::{
     self, LocalAddr, PointerWord, RemoteId, BUSY, DIRTY, EVACUATING, HOT, MAX_DS_ID, PREFETCHED,
 };
-use crate::prefetch::PrefetchRequest;
+use crate::prefetch::{Issuer, PrefetchRequest};
 use crate::scope::{DerefScope, ScopeRegistry};
 use crate::signal::Signal;
 use crate::sync::backoff;
@@ -104,6 +104,9 @@ pub(crate) struct Inner {
     shutdown: AtomicBool,
     prefetch_queue: Mutex<Vec<PrefetchRequest>>,
     pub(crate) prefetch_signal: Signal,
+    /// The prefetch pipeline's issuing state while the prefetch thread runs (`None` before it
+    /// starts and after it stops); a mutator that gets it uncontended issues its own refill.
+    pub(crate) issuer: Mutex<Option<Issuer>>,
     /// Notified whenever a busy remote word is unlocked (a fetch landed, or was given back), so
     /// a mutator that finds a chunk in flight parks instead of polling it.
     pub(crate) landed: Signal,
@@ -177,10 +180,17 @@ impl Inner {
             .unwrap_or_default()
     }
 
+    /// Issues a refill inline when the prefetch issuer is free, or queues it for the prefetch
+    /// thread (`prefetch` module note).
     fn queue_prefetches(&self, table: &Arc<ObjectTable>, objs: &[u32]) {
-        if objs.is_empty() || self.is_shut_down() {
+        if objs.is_empty() || self.is_shut_down() || Issuer::try_inline(self, table, objs) {
             return;
         }
+        self.queue_prefetches_for_thread(table, objs);
+    }
+
+    /// Queues a refill for the prefetch thread and wakes it.
+    pub(crate) fn queue_prefetches_for_thread(&self, table: &Arc<ObjectTable>, objs: &[u32]) {
         if let Ok(mut q) = self.prefetch_queue.lock() {
             for &obj in objs {
                 if q.len() >= PREFETCH_QUEUE_MAX {
@@ -622,6 +632,7 @@ impl FarMemory {
             shutdown: AtomicBool::new(false),
             prefetch_queue: Mutex::new(Vec::new()),
             prefetch_signal: Signal::default(),
+            issuer: Mutex::new(None),
             landed: Signal::default(),
             last_error: Mutex::new(None),
             scopes: ScopeRegistry::new(),

@@ -55,7 +55,7 @@
 //!
 //! `read_batch` and `write_batch` send one frame per data structure (split to respect the frame
 //! bound), all submitted before any is waited on. [`Backend::issue_read`] submits the read and
-//! returns at once, so the prefetch thread keeps as many reads in flight as its batch holds;
+//! returns at once, so the prefetch issuer keeps as many reads in flight as its batch holds;
 //! [`Backend::issue_read_batch`] sends a prefetch batch as one batch-read frame (split to the
 //! frame bound) whose response is collected once and shared by the batch's handles.
 //!
