@@ -14,11 +14,13 @@
 //!   wins afterwards cannot have seen the word clean (its CAS would fail).
 //! - `BUSY` and present: the evacuator is moving it; back off and look again (it waits for
 //!   nothing while it holds the lock, so that is one copy or one write-back long).
-//! - `BUSY` and remote: a fetch is in flight, most often one of the prefetcher's batch reads;
-//!   after a few checks the mutator parks on `Inner::landed` (a generation signal that every
-//!   unlock of a busy remote word notifies: the lander, a mutator's own fetch, a
-//!   write-through, a fetch given back), so a scan that catches up with its prefetches sleeps
-//!   until the chunk lands instead of spinning against the threads it waits for.
+//! - `BUSY` and remote: a fetch is in flight, most often one of the prefetcher's batch reads.
+//!   The mutator lands the prefetcher's queued reads up to this one itself (`prefetch` module
+//!   note) unless another thread is landing them; otherwise, after a few checks, it parks on
+//!   `Inner::landed` (a generation signal that every unlock of a busy remote word notifies: a
+//!   landing, a mutator's own fetch, a write-through, a fetch given back), so a thread that
+//!   catches up with another's fetch sleeps until the chunk lands instead of spinning against
+//!   the thread it waits for.
 //! - remote: take the busy lock (CAS), bump-allocate local space, read the object from the
 //!   backend into it, write the header's back-pointer and publish the word present (release).
 //!   A fresh object (remote with `FRESH`: new and all zeros) is not read: its local space is
@@ -67,7 +69,7 @@ use crate::pod::Pod;
 use crate::pointer::{
     self, LocalAddr, PointerWord, RemoteId, BUSY, DIRTY, EVACUATING, HOT, MAX_DS_ID, PREFETCHED,
 };
-use crate::prefetch::{Issuer, PrefetchRequest};
+use crate::prefetch::{land_until, Issuer, Landing, PrefetchRequest};
 use crate::scope::{DerefScope, ScopeRegistry};
 use crate::signal::Signal;
 use crate::sync::backoff;
@@ -107,6 +109,8 @@ pub(crate) struct Inner {
     /// The prefetch pipeline's issuing state while the prefetch thread runs (`None` before it
     /// starts and after it stops); a mutator that gets it uncontended issues its own refill.
     pub(crate) issuer: Mutex<Option<Issuer>>,
+    /// The prefetcher's reads on the wire, landed by the mutators that need them first.
+    pub(crate) landing: Landing,
     /// Notified whenever a busy remote word is unlocked (a fetch landed, or was given back), so
     /// a mutator that finds a chunk in flight parks instead of polling it.
     pub(crate) landed: Signal,
@@ -265,8 +269,12 @@ impl Inner {
                 return Ok(pointer::addr_of(w) as *mut u8);
             }
             if w & BUSY != 0 {
-                // A fetch is in flight (most often the prefetcher's, a batch read long): park
-                // until a landing notifies, rather than poll the word (module note).
+                // A fetch is in flight, most often the prefetcher's: land its reads up to this
+                // one here, unless another thread is landing them; otherwise park until a
+                // landing notifies, rather than poll the word (module note).
+                if land_until(self, word) {
+                    continue;
+                }
                 if round < LANDING_SPINS {
                     std::hint::spin_loop();
                     round += 1;
@@ -633,6 +641,7 @@ impl FarMemory {
             prefetch_queue: Mutex::new(Vec::new()),
             prefetch_signal: Signal::default(),
             issuer: Mutex::new(None),
+            landing: Landing::default(),
             landed: Signal::default(),
             last_error: Mutex::new(None),
             scopes: ScopeRegistry::new(),

@@ -16,32 +16,47 @@
 //! [`MIN_LEAD_BYTES`] (capped at 1/8 of local memory), divided by the container's chunk size: a
 //! scan streams about one lead per round trip, so what hides the round trip is the lead's bytes,
 //! not its chunk count, and small chunks need proportionally more of them (4 KiB chunks get up
-//! to a 256-chunk lead, refilled about 64 chunks = 256 KiB per batch frame). The detector learns its
-//! container's lead in chunks from the prefetch thread, which sees the container's chunk size
-//! on its first request (the first refill of a run uses the configured depth alone).
+//! to a 256-chunk lead, refilled about 64 chunks = 256 KiB per batch frame). The detector learns
+//! its container's lead in chunks from the issuer, which sees the container's chunk size on its
+//! first request (the first refill of a run uses the configured depth alone).
 //!
-//! Prefetching is a pipeline of two halves. The *issuer* claims each requested chunk (busy lock
-//! and local space) and issues each run of claimed chunks of one container through
-//! [`Backend::issue_read_batch`](crate::Backend::issue_read_batch) (a pipelined client sends a
-//! run as one batch-read frame, so a scan pays one request's overhead per run, not per chunk); it
-//! hands each round's reads on the wire to the *lander* thread over a channel. The lander waits
-//! for the reads in issue order and publishes each word present with `PREFETCHED`. So a refill
-//! goes out as soon as it is requested, never behind the wait for an older response (with one
-//! thread doing both, a scan ran past requests still queued: about a tenth of its chunks became
-//! synchronous misses).
+//! Prefetching has two halves, and on a scan both run on the scanning thread itself:
 //!
-//! The issuer is a state ([`Issuer`], in `Inner::issuer`), not a thread: the mutator whose access
-//! asks for a refill issues it itself when the state is free ([`Issuer::try_inline`]); only when
-//! another thread holds it, or the lander has no room, does the refill go to the queue of the
-//! *prefetch thread*, which also retries deferred requests. A refill issued inline saves the
-//! prefetch thread's wake-up and its CPU: `farmem-bench scan` (4 KiB chunks, 10% local) went
-//! from a median 0.54 of raw TCP streaming to 0.61 over ten alternating runs, and its
-//! synchronous misses from 120–240 to 15 per 64 MiB. At most `MAX_IN_FLIGHT` reads are on the
-//! wire; at shutdown, reads still in flight give their words back remote. The issuer takes
-//! local memory only above the hard floor and drops requests when the queue is full: prefetching
-//! never makes a mutator wait (one that issues inline takes the issuer only when it is free and
-//! sends without waiting for the answer). When local memory is at the floor, the requests it could not
-//! place are *deferred*, not dropped, because a dropped request of a running scan is a
+//! - The *issuer* claims each requested chunk (busy lock and local space) and issues each run of
+//!   claimed chunks of one container through
+//!   [`Backend::issue_read_batch`](crate::Backend::issue_read_batch) (a pipelined client sends a
+//!   run as one batch-read frame, so a scan pays one request's overhead per run, not per chunk),
+//!   then queues the reads on the wire in the landing queue ([`Landing`]). It never waits for an
+//!   answer, so a refill goes out as soon as it is requested. The issuer is a state ([`Issuer`],
+//!   in `Inner::issuer`), not a thread: the mutator whose access asks for a refill issues it
+//!   itself when the state is free ([`Issuer::try_inline`]); only when another thread holds it,
+//!   or too many reads are on the wire, does the refill go to the queue of the *prefetch
+//!   thread*, which also retries deferred requests.
+//! - *Landing* copies a read's answer into its local space and publishes the word present with
+//!   `PREFETCHED`. It happens just in time: the mutator that dereferences a chunk still on the
+//!   wire lands the queued reads in order up to its own ([`land_until`]); a *lander thread* lands
+//!   only reads that no mutator came for within a millisecond.
+//!
+//! Why on the mutator: on a small machine the wake-ups cost more than the work. Issuing on the
+//! prefetch thread cost one wake-up of it per refill, and landing on a lander thread one per
+//! batch answer, each a cross-CPU wake-up (an inter-processor interrupt, a virtual machine exit
+//! on a VM), while the claim loop, the send and the copies cost the same on any thread; the
+//! answers are in the socket by the time the scan reaches them (the lead keeps a few batches
+//! ahead), so landing them in place rarely waits and leaves the chunk in the cache of the core
+//! that reads it. `farmem-bench scan` (4 KiB chunks, 10% local memory, 2-vCPU VM), eight
+//! alternating runs: CPU per byte 0.645 (issuer and lander threads) → 0.610 (issued inline) →
+//! 0.539 ns (landed inline too), ratio to raw TCP streaming 0.56 → 0.54 → 0.65 (medians), and
+//! synchronous misses 120–350 → 15 per 64 MiB. An earlier design with the issuer doing both
+//! halves let a scan run past requests still queued (a tenth of its chunks became synchronous
+//! misses); here a refill is never queued behind a wait, because nobody waits while issuing.
+//!
+//! At most `MAX_IN_FLIGHT` reads are on the wire; at shutdown, reads still queued give their
+//! words back remote. The issuer takes local memory only above the hard floor and drops
+//! requests when the queue is full. Prefetching makes a mutator wait only for what it needs: it
+//! issues only when the issuer is free and never waits for an answer then, and it waits for an
+//! answer only when landing the chunk it is about to read (and the reads issued before it).
+//! When local memory is at the floor, the requests the issuer could not place are *deferred*,
+//! not dropped, because a dropped request of a running scan is a
 //! synchronous miss a few chunks later. Deferred requests are retried first, but only once more
 //! than one region above the floor is free again: a mutator waiting for memory takes the first
 //! region the evacuator frees, so retries never starve it. At most [`MAX_DEFERRED`] wait, and a
@@ -49,10 +64,12 @@
 //! run's direction) is dropped, deferred or not.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{
+    AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize,
+    Ordering::{Acquire, Relaxed, Release},
+};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use farmem_error::Error;
 
@@ -61,7 +78,8 @@ use crate::log::Allocation;
 use crate::memory::Inner;
 use crate::metrics::Counters;
 use crate::object::ObjectTable;
-use crate::pointer::{self, LocalAddr, RemoteId, BUSY, PREFETCHED};
+use crate::pointer::{self, LocalAddr, PointerWord, RemoteId, BUSY, PREFETCHED};
+use crate::signal::Signal;
 
 /// Equal strides in a row before the prefetcher starts.
 const RUN_TO_TRIGGER: u32 = 2;
@@ -203,8 +221,8 @@ pub(crate) struct PrefetchRequest {
     pub obj: u32,
 }
 
-/// One chunk whose read is on the wire: its word is busy-locked by the prefetch thread and its
-/// local space reserved until it lands.
+/// One chunk whose read is on the wire: its word is busy-locked by the issuer and its local
+/// space reserved until it lands.
 struct InFlight {
     table: Arc<ObjectTable>,
     obj: u32,
@@ -213,59 +231,149 @@ struct InFlight {
     id: RemoteId,
     alloc: Allocation,
     pending: PendingRead,
+    /// When its round was issued (the lander thread lands only reads older than a tick).
+    issued_at: Instant,
 }
 
 // SAFETY: the only non-`Send` field is `alloc`, whose pointers address a reservation in the
-// local log of `Inner`, which the prefetch and lander threads keep alive (`Arc`) until they are
-// joined (an `InFlight` made by a mutator issuing inline goes to the lander at once). The
-// reservation belongs to this `InFlight` alone until `land` or `give_back` finishes it, so
-// moving the `InFlight` from the issuer to the lander moves that exclusive ownership with it.
+// local log of `Inner`. An `InFlight` lives only in `Inner::landing` (or on the stack of the
+// thread issuing or landing it), so the log outlives it; the prefetch thread gives back every
+// queued read before it returns. The reservation belongs to this `InFlight` alone until `land`
+// or `give_back` finishes it, so moving the `InFlight` between threads moves that exclusive
+// ownership with it.
 unsafe impl Send for InFlight {}
 
-/// Most chunks in flight at once; the thread stops taking requests until the oldest land.
+/// Most chunks in flight at once; the issuer takes no requests until the oldest land.
 const MAX_IN_FLIGHT: usize = 1024;
 
 /// How long the issuer waits before retrying requests that wait for local memory.
 const DEFERRED_WAIT: Duration = Duration::from_micros(200);
 /// How long the issuer waits for requests (or for room in flight) before it looks again on its
-/// own: a bound, not a poll, since a queued request and the lander's freeing of room both
-/// notify it.
+/// own: a bound, not a poll, since a queued request and the freeing of room both notify it.
 const IDLE_WAIT: Duration = Duration::from_millis(20);
+/// How often the lander thread looks for reads that no mutator came to land, and how old a read
+/// must be before it lands it (younger ones are left to the mutator that will use them).
+const LANDER_TICK: Duration = Duration::from_millis(1);
 
 /// Most requests kept waiting for local memory; later ones are dropped.
 const MAX_DEFERRED: usize = 1024;
 
+/// The reads on the wire, oldest first, and the token of whoever lands them now.
+///
+/// Reads land *just in time*: a mutator that dereferences a chunk whose read is on the wire
+/// lands the queue's reads in order up to its own ([`land_until`]), on its own core and with no
+/// thread to wake (the lead keeps their answers a few batches ahead of the scan, so they are
+/// mostly in the socket already). The lander thread lands only reads nobody came for within
+/// [`LANDER_TICK`], so a scan that stops never leaves local space and busy words behind for
+/// long. One thread lands at a time (`busy`): the others park on `Inner::landed` as they would
+/// for any fetch in flight. Issue order is landing order, the order a connection answers in.
+#[derive(Default)]
+pub(crate) struct Landing {
+    queue: Mutex<VecDeque<InFlight>>,
+    /// Held by the one thread landing now.
+    busy: AtomicBool,
+    /// Reads issued and not yet landed or given back.
+    in_flight: AtomicUsize,
+    /// Set by the prefetch thread as it stops: the lander gives back what is left and exits.
+    closed: AtomicBool,
+    /// Wakes the lander thread (at close).
+    signal: Signal,
+    /// Reads landed by mutators (the rest by the lander thread), for tests.
+    by_mutators: AtomicU64,
+}
+
+impl Landing {
+    fn has_room(&self) -> bool {
+        self.in_flight.load(Relaxed) < MAX_IN_FLIGHT
+    }
+
+    /// Queues one round's reads (the issuer, under `Inner::issuer`, so rounds queue in issue
+    /// order).
+    fn push(&self, reads: &mut VecDeque<InFlight>) {
+        self.in_flight.fetch_add(reads.len(), Relaxed);
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .append(reads);
+    }
+
+    /// The oldest read, if it was issued before `before` (any age when `None`).
+    fn pop(&self, before: Option<Instant>) -> Option<InFlight> {
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        match (q.front(), before) {
+            (Some(f), Some(t)) if f.issued_at > t => None,
+            (Some(_), _) => q.pop_front(),
+            (None, _) => None,
+        }
+    }
+
+    fn try_begin(&self) -> bool {
+        self.busy
+            .compare_exchange(false, true, Acquire, Relaxed)
+            .is_ok()
+    }
+
+    /// Ends a landing run that finished `n` reads; wakes the issuer if room opened for it.
+    fn end(&self, inner: &Inner, n: usize) {
+        self.busy.store(false, Release);
+        if n > 0 && self.in_flight.fetch_sub(n, Relaxed) >= MAX_IN_FLIGHT {
+            inner.prefetch_signal.notify();
+        }
+    }
+}
+
+/// Lands queued prefetch reads, oldest first, until `word` is no longer a busy remote word or
+/// none is queued, unless another thread is landing now; returns whether it landed any. Called
+/// by a mutator that found `word` in flight (see [`Landing`]).
+pub(crate) fn land_until(inner: &Inner, word: &PointerWord) -> bool {
+    let landing = &inner.landing;
+    if landing.queue.lock().map_or(true, |q| q.is_empty()) || !landing.try_begin() {
+        return false;
+    }
+    // Released together at the end, not per chunk (see `lander_loop`).
+    let mut tables: Vec<Arc<ObjectTable>> = Vec::new();
+    loop {
+        let w = word.load();
+        if pointer::is_present(w) || w & BUSY == 0 {
+            break;
+        }
+        let Some(f) = landing.pop(None) else {
+            break;
+        };
+        tables.push(if inner.is_shut_down() {
+            give_back(inner, f)
+        } else {
+            land(inner, f)
+        });
+    }
+    landing.by_mutators.fetch_add(tables.len() as u64, Relaxed);
+    landing.end(inner, tables.len());
+    !tables.is_empty()
+}
+
 /// The issuing half of the pipeline: what claims queued requests and sends them, shared by the
 /// prefetch thread and by mutators that issue their own refills ([`Issuer::try_inline`]). It
 /// lives in `Inner::issuer` while the prefetch thread runs; whoever holds that lock issues, so
-/// reads reach the lander in the order they went on the wire.
+/// reads reach the landing queue in the order they went on the wire.
 pub(crate) struct Issuer {
     slot: usize,
     lead: usize,
-    /// Reads handed to the lander and not yet landed (shared with it).
-    in_flight: Arc<AtomicUsize>,
-    to_lander: Sender<Vec<InFlight>>,
     /// Requests that found local memory at the floor, oldest first: retried before new ones.
     deferred: Vec<PrefetchRequest>,
-    /// This round's reads on the wire, handed to the lander together.
+    /// This round's reads on the wire, queued for landing together.
     issued: VecDeque<InFlight>,
     /// Rounds issued by mutators inline (for tests).
     inline_rounds: u64,
 }
 
 impl Issuer {
-    /// Whether the lander has room for more reads (at most [`MAX_IN_FLIGHT`] on the wire).
-    fn has_room(&self) -> bool {
-        self.in_flight.load(Relaxed) < MAX_IN_FLIGHT
-    }
-
     /// Whether requests wait for local memory (the prefetch thread retries them).
     fn has_deferred(&self) -> bool {
         !self.deferred.is_empty()
     }
 
     /// One round: claims and sends `batch` (after the deferred requests, when local memory has
-    /// room to spare) and hands the reads on the wire to the lander in one message.
+    /// room to spare) and queues the reads on the wire for landing.
     fn round(&mut self, inner: &Inner, mut batch: Vec<PrefetchRequest>) {
         // Retry deferred requests only with room to spare above the floor: the first region the
         // evacuator frees belongs to a mutator that may be waiting for it.
@@ -284,30 +392,21 @@ impl Issuer {
             &mut self.issued,
             &mut self.deferred,
         );
-        if self.issued.is_empty() {
-            return;
-        }
-        // One message per round, not per chunk: the lander wakes once per batch at most.
-        self.in_flight.fetch_add(self.issued.len(), Relaxed);
-        if let Err(back) = self.to_lander.send(self.issued.drain(..).collect()) {
-            // The lander is gone (it panicked): nobody will wait for these reads.
-            self.in_flight.fetch_sub(back.0.len(), Relaxed);
-            for f in back.0 {
-                give_back(inner, f);
-            }
+        if !self.issued.is_empty() {
+            inner.landing.push(&mut self.issued);
         }
     }
 
     /// Issues `objs` of `table` on the calling mutator thread, with whatever else is queued,
-    /// when the issuer is free and has room; returns `false` (nothing done) otherwise, and the
-    /// caller queues them for the prefetch thread. Issuing inline spares a scan one wake-up of
-    /// the prefetch thread per refill, and that thread's CPU: on a small machine those cost
-    /// more than the claim loop and the send, which are the same on either thread.
+    /// when the issuer is free and reads have room; returns `false` (nothing done) otherwise,
+    /// and the caller queues them for the prefetch thread. Issuing inline spares a scan one
+    /// wake-up of the prefetch thread per refill, and that thread's CPU: on a small machine
+    /// those cost more than the claim loop and the send, which are the same on either thread.
     pub(crate) fn try_inline(inner: &Inner, table: &Arc<ObjectTable>, objs: &[u32]) -> bool {
         let Ok(mut guard) = inner.issuer.try_lock() else {
             return false;
         };
-        let Some(issuer) = guard.as_mut().filter(|i| i.has_room()) else {
+        let Some(issuer) = guard.as_mut().filter(|_| inner.landing.has_room()) else {
             return false;
         };
         let mut batch = inner.take_prefetches();
@@ -326,20 +425,16 @@ impl Issuer {
     }
 }
 
-/// The prefetch thread's body. It starts the *lander* thread ([`land_loop`]), which waits for
-/// the reads in order and publishes them, and then serves as the *issuer*: it claims and sends
-/// whatever mutators queued (in batch reads) and retries deferred requests. The issuer never
-/// waits for a response, so a refill goes out as soon as it is queued, however long the oldest
-/// read takes. A mutator that finds the issuer free issues its refill itself.
+/// The prefetch thread's body. It starts the lander thread ([`lander_loop`]) and then serves as
+/// the *issuer* for what mutators queued rather than issued inline: it claims and sends it (in
+/// batch reads) and retries deferred requests. The issuer never waits for a response, so a
+/// refill goes out as soon as it is queued, however long the oldest read takes.
 pub(crate) fn run(inner: Arc<Inner>) {
-    let in_flight = Arc::new(AtomicUsize::new(0));
-    let (to_lander, landings) = channel::<Vec<InFlight>>();
     let lander = {
         let inner = Arc::clone(&inner);
-        let in_flight = Arc::clone(&in_flight);
         std::thread::Builder::new()
             .name("farmem-landing".into())
-            .spawn(move || land_loop(&inner, &landings, &in_flight))
+            .spawn(move || lander_loop(&inner))
     };
     let lander = match lander {
         Ok(h) => h,
@@ -351,8 +446,6 @@ pub(crate) fn run(inner: Arc<Inner>) {
     *inner.issuer.lock().unwrap_or_else(|p| p.into_inner()) = Some(Issuer {
         slot: inner.log.prefetch_slot(),
         lead: lead_bytes(inner.config.local_bytes),
-        in_flight,
-        to_lander,
         deferred: Vec::new(),
         issued: VecDeque::new(),
         inline_rounds: 0,
@@ -366,7 +459,7 @@ pub(crate) fn run(inner: Arc<Inner>) {
             let Some(issuer) = guard.as_mut() else {
                 break;
             };
-            let batch = if issuer.has_room() {
+            let batch = if inner.landing.has_room() {
                 inner.take_prefetches()
             } else {
                 Vec::new()
@@ -379,8 +472,7 @@ pub(crate) fn run(inner: Arc<Inner>) {
         let wait = if retry { DEFERRED_WAIT } else { IDLE_WAIT };
         inner.prefetch_signal.wait_since(seen, wait);
     }
-    // Dropping the issuer drops its deferred requests and its channel: the lander gives back
-    // every read still queued once it sees the channel closed.
+    // No read is queued after the issuer is gone; the lander gives back what is left.
     drop(
         inner
             .issuer
@@ -388,35 +480,49 @@ pub(crate) fn run(inner: Arc<Inner>) {
             .unwrap_or_else(|p| p.into_inner())
             .take(),
     );
+    inner.landing.closed.store(true, Release);
+    inner.landing.signal.notify();
     if lander.join().is_err() {
         inner.latch_error(Error::internal("the prefetch landing thread panicked"));
     }
 }
 
-/// The lander thread: waits for each issued read in order (the order a connection answers in)
-/// and publishes it; at shutdown it gives the words of reads still on the wire back remote.
-/// Returns once the issuer has dropped its sender and every read is landed or given back.
-fn land_loop(inner: &Inner, landings: &Receiver<Vec<InFlight>>, in_flight: &AtomicUsize) {
-    // The tables of the round's reads, released together after the round: the mutator clones
-    // a table's `Arc` for every chunk it queues, so releasing each as its chunk landed moved
-    // the count's cache line between the two threads once per chunk.
+/// The lander thread: every [`LANDER_TICK`] it lands the reads that have waited longer than a
+/// tick for a mutator to land them (a scan lands its own, see [`Landing`]); once the prefetch
+/// thread closes the queue it gives back every read still queued and returns.
+fn lander_loop(inner: &Inner) {
+    let landing = &inner.landing;
+    // The tables of the run's reads, released together: the mutator clones a table's `Arc` for
+    // every chunk it queues, so releasing each as its chunk landed moved the count's cache line
+    // between threads once per chunk.
     let mut tables: Vec<Arc<ObjectTable>> = Vec::new();
-    while let Ok(round) = landings.recv() {
-        let n = round.len();
-        for f in round {
-            if inner.is_shut_down() {
-                tables.push(give_back(inner, f));
-            } else {
-                tables.push(land(inner, f));
+    loop {
+        let seen = landing.signal.generation();
+        let closed = landing.closed.load(Acquire);
+        if closed {
+            // Wait out a mutator landing now, then give the rest back.
+            while !landing.try_begin() {
+                std::thread::sleep(Duration::from_micros(100));
             }
+            while let Some(f) = landing.pop(None) {
+                tables.push(give_back(inner, f));
+            }
+            landing.end(inner, tables.len());
+            return;
         }
-        tables.clear();
-        // Once per round, not per chunk: the issuer reads this counter, so each RMW costs a
-        // cache-line transfer. The issuer stops taking requests at the cap and sleeps: wake it
-        // when room opens.
-        if in_flight.fetch_sub(n, Relaxed) >= MAX_IN_FLIGHT {
-            inner.prefetch_signal.notify();
+        let before = Instant::now().checked_sub(LANDER_TICK);
+        if before.is_some() && landing.try_begin() {
+            while let Some(f) = landing.pop(before) {
+                tables.push(if inner.is_shut_down() {
+                    give_back(inner, f)
+                } else {
+                    land(inner, f)
+                });
+            }
+            landing.end(inner, tables.len());
+            tables.clear();
         }
+        landing.signal.wait_since(seen, LANDER_TICK);
     }
 }
 
@@ -494,6 +600,7 @@ fn issue(
         let reads: Vec<(u32, usize)> = run.iter().map(|c| (c.2.obj(), c.2.size())).collect();
         match inner.backend.issue_read_batch(ds, &reads) {
             Ok(pendings) if pendings.len() == run.len() => {
+                let issued_at = Instant::now();
                 for ((req, remote, id, alloc), pending) in run.into_iter().zip(pendings) {
                     inflight.push_back(InFlight {
                         table: req.table,
@@ -502,6 +609,7 @@ fn issue(
                         id,
                         alloc,
                         pending,
+                        issued_at,
                     });
                 }
             }
@@ -528,6 +636,7 @@ fn land(inner: &Inner, f: InFlight) -> Arc<ObjectTable> {
         id,
         alloc,
         pending,
+        issued_at: _,
     } = f;
     let Some(word) = table.word(obj) else {
         // The table never shrinks while its container lives, and the Arc keeps it alive.
@@ -703,10 +812,10 @@ mod tests {
         fm
     }
 
-    /// A single-threaded scan issues its refills itself (the issuer is free), and every chunk it
-    /// prefetched that way lands and sums right.
+    /// A single-threaded scan issues its refills itself (the issuer is free) and lands them
+    /// itself as it reaches them, and every chunk sums right.
     #[test]
-    fn a_scan_issues_its_refills_inline() {
+    fn a_scan_issues_and_lands_its_own_refills() {
         let fm = started_prefetcher();
         let n = (4 << 20) / 8;
         let mut arr = fm.array::<u64>(n).unwrap();
@@ -733,6 +842,8 @@ mod tests {
             .unwrap()
             .inline_rounds;
         assert!(inline > 0, "no refill was issued inline");
+        let by_mutator = fm.inner.landing.by_mutators.load(Relaxed);
+        assert!(by_mutator > 0, "the scan landed none of its reads itself");
         let m = fm.metrics();
         assert!(
             m.prefetches_used > 0 && m.prefetches_used <= m.prefetches_issued,
@@ -758,20 +869,44 @@ mod tests {
                 fm.metrics().prefetches_issued,
             )
         };
+        // Nobody dereferences the chunks: the lander thread lands them once they are a tick old.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while fm.metrics().prefetches_issued < issued_before + 2 {
             assert!(
                 std::time::Instant::now() < deadline,
-                "the prefetch thread issued nothing"
+                "nothing issued or landed"
             );
             std::thread::sleep(Duration::from_millis(1));
         }
+        for obj in [3, 4] {
+            let w = table.word(obj).unwrap().load();
+            assert!(
+                pointer::is_present(w) && w & PREFETCHED != 0,
+                "chunk {obj}: {w:#x}"
+            );
+        }
+        assert_eq!(inner.landing.by_mutators.load(Relaxed), 0);
         let after = inner.issuer.lock().unwrap().as_ref().unwrap().inline_rounds;
         assert_eq!(after, before, "the thread's round is not an inline one");
         assert!(
             Issuer::try_inline(inner, &table, &[5]),
             "a free issuer issues inline"
         );
+    }
+
+    /// Dropping the instance while reads wait in the landing queue does not hang: the lander
+    /// gives them back before the log goes.
+    #[test]
+    fn dropping_the_instance_gives_back_reads_nobody_landed() {
+        let fm = started_prefetcher();
+        let arr = fm.array::<u64>(64 << 10).unwrap();
+        let table = fm.inner.table(arr.ds_id()).unwrap();
+        let objs: Vec<u32> = (0..32).collect();
+        assert!(Issuer::try_inline(&fm.inner, &table, &objs));
+        assert!(fm.inner.landing.in_flight.load(Relaxed) > 0 || fm.metrics().prefetches_issued > 0);
+        drop(table);
+        drop(arr);
+        drop(fm);
     }
 
     #[test]
