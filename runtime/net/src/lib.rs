@@ -30,7 +30,9 @@
 //!
 //! See [`opcode::Opcode`] for the numbers and [`message`] for every body layout: ping, stats,
 //! create/destroy a data structure, read / write / remove one object, batched read / write of
-//! many objects of one data structure, and `compute` (call a named server-side function with
+//! many objects of one data structure, create a run of zeroed objects (a growing container
+//! takes its capacity without sending zeros; opcode 12, added after the others: a server that
+//! predates it answers it with a `Protocol` error reply), and `compute` (call a named server-side function with
 //! argument bytes: the remote-agent extension point, AIFM's "computation offloading").
 //!
 //! # Errors

@@ -13,6 +13,7 @@
 //! read-batch   ds u64 | n u32 | n × object u64            n u32 | n × (found u8 [| bytes])
 //! write-batch  ds u64 | n u32 | n × (object u64 | bytes)  -
 //! compute      function str | args bytes                  result bytes
+//! create-zeroed ds u64 | first u64 | count u32 | len u32   -
 //! error reply  (any opcode, flags RESPONSE|ERROR)         kind u32 (ErrorKind code) | message str
 //! ```
 //! `bytes`/`str` are a `u32` length then the bytes. Integers are little-endian.
@@ -99,6 +100,19 @@ pub enum Request<'a> {
         /// Argument bytes (the function's own encoding).
         args: &'a [u8],
     },
+    /// Create (or overwrite) objects `first .. first + count` of one data structure, each `len`
+    /// zero bytes, all or nothing with respect to capacity, as a [`Request::WriteBatch`] of
+    /// zeros would, without the zeros on the wire.
+    CreateZeroed {
+        /// The data structure.
+        ds: DsId,
+        /// The first object.
+        first: ObjectId,
+        /// How many objects.
+        count: u32,
+        /// Each object's length in bytes.
+        len: u32,
+    },
 }
 
 impl<'a> Request<'a> {
@@ -115,6 +129,7 @@ impl<'a> Request<'a> {
             Request::ReadBatch { .. } => Opcode::ReadBatch,
             Request::WriteBatch { .. } => Opcode::WriteBatch,
             Request::Compute { .. } => Opcode::Compute,
+            Request::CreateZeroed { .. } => Opcode::CreateZeroed,
         }
     }
 
@@ -149,6 +164,14 @@ impl<'a> Request<'a> {
             }
             Request::Compute { function, args } => {
                 w.str(function).bytes(args);
+            }
+            Request::CreateZeroed {
+                ds,
+                first,
+                count,
+                len,
+            } => {
+                w.u64(*ds).u64(*first).u32(*count).u32(*len);
             }
         }
     }
@@ -206,6 +229,12 @@ impl<'a> Request<'a> {
             Opcode::Compute => Request::Compute {
                 function: r.str("function")?,
                 args: r.bytes("args")?,
+            },
+            Opcode::CreateZeroed => Request::CreateZeroed {
+                ds: r.u64("ds")?,
+                first: r.u64("first")?,
+                count: r.u32("count")?,
+                len: r.u32("len")?,
             },
         };
         r.finish()?;
@@ -356,7 +385,8 @@ impl Response {
             | Opcode::CreateDs
             | Opcode::DestroyDs
             | Opcode::Write
-            | Opcode::WriteBatch => Response::Done,
+            | Opcode::WriteBatch
+            | Opcode::CreateZeroed => Response::Done,
             Opcode::Stats => Response::Stats(ServerStats {
                 capacity_bytes: r.u64("capacity")?,
                 used_bytes: r.u64("used")?,

@@ -31,11 +31,14 @@ pub enum Opcode {
     WriteBatch = 10,
     /// Call a named server-side function (the remote agent) with argument bytes.
     Compute = 11,
+    /// Create a run of objects of one data structure, each that many zero bytes, without
+    /// sending the zeros (a container growing takes its far capacity).
+    CreateZeroed = 12,
 }
 
 impl Opcode {
     /// Every opcode, in wire-number order.
-    pub const ALL: [Opcode; 11] = [
+    pub const ALL: [Opcode; 12] = [
         Opcode::Handshake,
         Opcode::Ping,
         Opcode::Stats,
@@ -47,6 +50,7 @@ impl Opcode {
         Opcode::ReadBatch,
         Opcode::WriteBatch,
         Opcode::Compute,
+        Opcode::CreateZeroed,
     ];
 
     /// The wire byte.
@@ -86,6 +90,7 @@ impl Opcode {
             Opcode::ReadBatch => "read-batch",
             Opcode::WriteBatch => "write-batch",
             Opcode::Compute => "compute",
+            Opcode::CreateZeroed => "create-zeroed",
         }
     }
 }
@@ -99,7 +104,7 @@ mod tests {
         for op in Opcode::ALL {
             assert_eq!(Opcode::from_u8(op.as_u8()), Ok(op));
         }
-        for bad in [0u8, 12, 200, 255] {
+        for bad in [0u8, 13, 200, 255] {
             let e = Opcode::from_u8(bad).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Protocol);
             assert!(e.context().contains(&bad.to_string()), "{e}");

@@ -22,6 +22,7 @@ enum OwnedRequest {
     ReadBatch(u64, Vec<u64>),
     WriteBatch(u64, Vec<(u64, Vec<u8>)>),
     Compute(String, Vec<u8>),
+    CreateZeroed(u64, u64, u32, u32),
 }
 
 impl OwnedRequest {
@@ -56,6 +57,12 @@ impl OwnedRequest {
                 objects: objects.iter().map(|(o, d)| (*o, &d[..])).collect(),
             },
             OwnedRequest::Compute(function, args) => Request::Compute { function, args },
+            OwnedRequest::CreateZeroed(ds, first, count, len) => Request::CreateZeroed {
+                ds: *ds,
+                first: *first,
+                count: *count,
+                len: *len,
+            },
         }
     }
 }
@@ -77,6 +84,8 @@ fn request() -> impl Strategy<Value = OwnedRequest> {
         )
             .prop_map(|(a, b)| OwnedRequest::WriteBatch(a, b)),
         ("[a-z_0-9]{0,12}", bytes()).prop_map(|(a, b)| OwnedRequest::Compute(a, b)),
+        (any::<u64>(), any::<u64>(), any::<u32>(), any::<u32>())
+            .prop_map(|(a, b, c, d)| OwnedRequest::CreateZeroed(a, b, c, d)),
     ]
 }
 
@@ -85,6 +94,7 @@ fn response() -> impl Strategy<Value = (Opcode, Response)> {
     prop_oneof![
         Just((Opcode::Ping, Response::Done)),
         Just((Opcode::WriteBatch, Response::Done)),
+        Just((Opcode::CreateZeroed, Response::Done)),
         proptest::array::uniform6(any::<u64>()).prop_map(|a| (
             Opcode::Stats,
             Response::Stats(ServerStats {

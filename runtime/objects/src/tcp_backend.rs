@@ -370,6 +370,37 @@ impl Backend for TcpBackend {
         .map_err(|e| self.fail(e, format!("removing object ({ds}, {obj})")))
     }
 
+    /// One `create-zeroed` request: the server takes the capacity and shares one zeroed buffer
+    /// among the objects, so growing a container sends no zeros (the default wrote them all, and
+    /// encoding them held a frame's worth of zeros in the connection's buffer: a 64 MiB array's
+    /// creation raised the client's peak RSS by about 34 MiB).
+    fn create_zeroed(&self, ds: u16, objs: std::ops::Range<u32>, len: usize) -> Result<()> {
+        if objs.is_empty() {
+            return Ok(());
+        }
+        let what = || {
+            format!(
+                "creating objects {}..{} of {ds}, {len} bytes each",
+                objs.start, objs.end
+            )
+        };
+        let len32 = u32::try_from(len)
+            .map_err(|_| Error::invalid(format!("{}: objects are at most 4 GiB", what())))?;
+        self.ensure_created(ds)?;
+        let req = Request::CreateZeroed {
+            ds: self.server_ds(ds),
+            first: u64::from(objs.start),
+            count: objs.end - objs.start,
+            len: len32,
+        };
+        match self.call(&req) {
+            Ok(Response::Done) => Ok(()),
+            Ok(other) => Err(unexpected("create-zeroed", &other)),
+            Err(e) => Err(e),
+        }
+        .map_err(|e| self.fail(e, what()))
+    }
+
     fn read_batch(&self, reqs: &mut [ReadRequest<'_>]) -> Result<()> {
         // One frame per run of requests of one data structure, every frame sent before any wait.
         let budget = self.frame_budget();

@@ -115,6 +115,32 @@ fn full_server_is_out_of_far_memory() {
     srv.shutdown();
 }
 
+/// Over TCP, zeroed objects are created on the server without their zeros on the wire: the
+/// server charges them, they read back as zeros, and a run that does not fit is
+/// `OutOfFarMemory` with nothing created.
+#[test]
+fn create_zeroed_over_tcp_charges_the_server_and_reads_back_zeros() {
+    let srv = server(1 << 20);
+    let b = tcp(&srv);
+    b.create_zeroed(3, 10..14, 4096).unwrap();
+    let mut buf = vec![9u8; 4096];
+    b.read(3, 13, &mut buf).unwrap();
+    assert!(buf.iter().all(|&x| x == 0));
+    assert_eq!(
+        b.read(3, 14, &mut buf).unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    let stats = srv.stats();
+    assert_eq!(stats.objects, 4);
+    assert!(stats.used_bytes >= 4 * 4096, "{stats:?}");
+    let e = b.create_zeroed(3, 100..400, 4096).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::OutOfFarMemory, "{e}");
+    assert_eq!(srv.stats().objects, 4, "a refused run creates nothing");
+    b.create_zeroed(3, 20..20, 4096).unwrap();
+    drop(b);
+    srv.shutdown();
+}
+
 #[test]
 fn backend_ops_batches_and_errors() {
     let srv = server(16 << 20);

@@ -317,12 +317,19 @@ fn dispatch(frame: &Frame, state: &ServerState, out: &mut Vec<u8>) -> Result<Rep
         | Request::CreateDs { .. }
         | Request::DestroyDs { .. }
         | Request::Write { .. }
-        | Request::WriteBatch { .. } => {
+        | Request::WriteBatch { .. }
+        | Request::CreateZeroed { .. } => {
             match req {
                 Request::CreateDs { ds, kind } => store.create_ds(ds, kind)?,
                 Request::DestroyDs { ds } => store.destroy_ds(ds)?,
                 Request::Write { ds, object, data } => store.write(ds, object, data)?,
                 Request::WriteBatch { ds, objects } => store.write_batch(ds, &objects)?,
+                Request::CreateZeroed {
+                    ds,
+                    first,
+                    count,
+                    len,
+                } => store.create_zeroed(ds, first, count, len)?,
                 _ => {}
             }
             Response::Done.encode(out);

@@ -269,6 +269,72 @@ impl Store {
     /// Writes every `(object, data)` pair of `ds` in order, all or nothing: the net growth is
     /// reserved up front, so a full server changes nothing.
     pub fn write_batch(&self, ds: DsId, objects: &[(ObjectId, &[u8])]) -> Result<()> {
+        let what = || {
+            if objects.len() == 1 {
+                format!(
+                    "writing object {} ({} bytes) of data structure {ds}",
+                    objects[0].0,
+                    objects[0].1.len()
+                )
+            } else {
+                format!(
+                    "a batch write of {} objects to data structure {ds}",
+                    objects.len()
+                )
+            }
+        };
+        self.put_all(
+            ds,
+            objects.iter().map(|(id, data)| (*id, data.len())),
+            |i| Arc::from(objects[i].1),
+            what,
+        )
+    }
+
+    /// Creates (or overwrites) objects `first .. first + count` of `ds`, each `len` zero bytes,
+    /// all or nothing like [`Store::write_batch`], charged like any object of that size; they
+    /// share one zeroed buffer until each is written (objects are replaced, never changed in
+    /// place), so the server's own memory does not grow with them. A run that cannot fit the
+    /// capacity is refused before anything is built.
+    pub fn create_zeroed(&self, ds: DsId, first: ObjectId, count: u32, len: u32) -> Result<()> {
+        if first.checked_add(u64::from(count)).is_none() {
+            return Err(Error::invalid(format!(
+                "creating {count} objects from object {first} of data structure {ds}: the ids \
+                 overflow"
+            )));
+        }
+        let what =
+            || format!("creating {count} zeroed objects of {len} bytes in data structure {ds}");
+        let need = u128::from(count) * u128::from(charge(len as usize));
+        if need > u128::from(self.capacity) {
+            return Err(Error::new(
+                ErrorKind::OutOfFarMemory,
+                format!(
+                    "memory server is full: {} needs {need} bytes, more than its whole capacity \
+                     of {} bytes; restart the server with a larger --capacity",
+                    what(),
+                    self.capacity
+                ),
+            ));
+        }
+        let zeros: Arc<[u8]> = Arc::from(vec![0u8; len as usize]);
+        self.put_all(
+            ds,
+            (0..count).map(|i| (first + u64::from(i), len as usize)),
+            |_| Arc::clone(&zeros),
+            what,
+        )
+    }
+
+    /// Inserts or replaces the objects `ids` (id, length) of `ds` in order, the `i`-th with
+    /// `value(i)`, all or nothing: the net growth is reserved up front.
+    fn put_all(
+        &self,
+        ds: DsId,
+        ids: impl ExactSizeIterator<Item = (ObjectId, usize)> + Clone,
+        value: impl Fn(usize) -> Arc<[u8]>,
+        what: impl FnOnce() -> String,
+    ) -> Result<()> {
         let structure = self.ds(ds)?;
         let mut inner = write(&structure.inner);
         if inner.destroyed {
@@ -278,9 +344,9 @@ impl Store {
             ));
         }
         // Net charge change, counting each id's final size once (a batch may repeat an id).
-        let mut final_len: HashMap<ObjectId, usize> = HashMap::with_capacity(objects.len());
-        for (id, data) in objects {
-            final_len.insert(*id, data.len());
+        let mut final_len: HashMap<ObjectId, usize> = HashMap::with_capacity(ids.len());
+        for (id, len) in ids.clone() {
+            final_len.insert(id, len);
         }
         let mut grow = 0u64;
         let mut shrink = 0u64;
@@ -300,23 +366,10 @@ impl Store {
             }
         }
         let net_grow = grow.saturating_sub(shrink);
-        self.reserve(net_grow, || {
-            if objects.len() == 1 {
-                format!(
-                    "writing object {} ({} bytes) of data structure {ds}",
-                    objects[0].0,
-                    objects[0].1.len()
-                )
-            } else {
-                format!(
-                    "a batch write of {} objects to data structure {ds}",
-                    objects.len()
-                )
-            }
-        })?;
-        for (id, data) in objects {
+        self.reserve(net_grow, what)?;
+        for (i, (id, _)) in ids.enumerate() {
             // Replaced, never changed in place: a reader may still be sending the old bytes.
-            inner.objects.insert(*id, Arc::from(*data));
+            inner.objects.insert(id, value(i));
         }
         self.release(shrink.saturating_sub(grow));
         self.objects.fetch_add(added, Ordering::Relaxed);
@@ -446,6 +499,51 @@ mod tests {
         // Replacing with a smaller object always fits.
         s.write(1, 1, &[5; 10]).unwrap();
         s.write(1, 2, &[0; 300]).unwrap();
+    }
+
+    /// Zeroed objects read back as zeros, are charged like written ones, share one buffer
+    /// until written, and a run that does not fit changes nothing.
+    #[test]
+    fn create_zeroed_charges_capacity_and_shares_its_zeros() {
+        let s = Store::new(10_000);
+        s.create_ds(1, 0).unwrap();
+        s.write(1, 5, &[7; 16]).unwrap();
+        s.create_zeroed(1, 4, 3, 100).unwrap();
+        assert_eq!(s.used(), 3 * (100 + OBJECT_OVERHEAD_BYTES));
+        assert_eq!(s.object_count(), 3, "object 5 was overwritten, not added");
+        let shared = s.shared_objects(1, &[4, 5, 6, 7]).unwrap();
+        for o in &shared[..3] {
+            assert_eq!(o.as_deref(), Some(&[0u8; 100][..]));
+        }
+        assert!(shared[3].is_none());
+        let (a, b) = (shared[0].as_ref().unwrap(), shared[2].as_ref().unwrap());
+        assert!(Arc::ptr_eq(a, b), "the zeros are one buffer");
+        s.write(1, 4, &[1; 100]).unwrap();
+        assert_eq!(s.with_object(1, 6, |d| d.map(|d| d[0])).unwrap(), Some(0));
+
+        let before = (s.used(), s.object_count());
+        let e = s.create_zeroed(1, 100, 100, 100).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::OutOfFarMemory, "{e}");
+        let e = s.create_zeroed(1, 100, u32::MAX, 1 << 20).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::OutOfFarMemory, "{e}");
+        assert!(e.context().contains("capacity"), "{e}");
+        assert_eq!(
+            (s.used(), s.object_count()),
+            before,
+            "a refused run changes nothing"
+        );
+        let e = s.create_zeroed(1, u64::MAX, 2, 8).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+        assert_eq!(
+            s.create_zeroed(9, 0, 1, 8).unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
+        s.create_zeroed(1, 50, 0, 8).unwrap();
+        assert_eq!(
+            (s.used(), s.object_count()),
+            before,
+            "an empty run is a no-op"
+        );
     }
 
     #[test]
