@@ -1,6 +1,7 @@
 //! The registered scenarios. Add one: write `scenarios/<name>.rs` exposing
 //! `pub const SCENARIO: Scenario`, declare the module here and list it in [`ALL`].
 
+pub mod copy;
 pub mod deref;
 pub mod evac;
 pub mod fetch;
@@ -30,6 +31,7 @@ pub const ALL: &[Scenario] = &[
     scan::SCENARIO,
     list::SCENARIO,
     evac::SCENARIO,
+    copy::SCENARIO,
     taxi::SCENARIO,
     hashtable::SCENARIO,
 ];

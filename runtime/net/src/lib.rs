@@ -63,6 +63,7 @@ pub mod body_pool;
 pub mod client;
 pub mod compute;
 pub mod connection;
+pub mod copy;
 pub mod frame;
 pub mod handshake;
 pub mod hash;
@@ -73,6 +74,7 @@ pub mod wire;
 
 pub use client::{Client, ClientConfig};
 pub use connection::{Connection, ConnectionConfig, PendingResponse, ResponseFrame};
+pub use copy::copy_bytes;
 pub use farmem_error::{Error, ErrorKind, Result};
 pub use frame::{Frame, FrameHeader, DEFAULT_MAX_BODY, HEADER_LEN, MAGIC, PROTOCOL_VERSION};
 pub use message::{DsId, ErrorReply, ObjectId, ObjectSpans, Request, Response, ServerStats};

@@ -234,7 +234,9 @@ pub(crate) fn evacuate_pass(inner: &Inner, slot: usize) -> bool {
             if let Some(a) = log.alloc(slot, c.id, true) {
                 // SAFETY: `a.data` is a fresh reservation of `id.size()` bytes, disjoint from
                 // `bytes` (a different reservation), written only by this thread until published.
-                unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), a.data, bytes.len()) };
+                unsafe {
+                    farmem_net::copy::copy_nonoverlapping_bytes(bytes.as_ptr(), a.data, bytes.len())
+                };
                 if let Ok(addr) = LocalAddr::new(a.data as usize) {
                     // SAFETY: the allocation's header is ours until `finish`.
                     unsafe { &*a.header }

@@ -315,7 +315,7 @@ fn copy_answer(ds: u16, obj: u32, answer: &ResponseFrame, buf: &mut [u8]) -> Res
 fn copy_object(ds: u16, obj: u32, found: Option<&[u8]>, buf: &mut [u8]) -> Result<()> {
     match found {
         Some(data) if data.len() == buf.len() => {
-            buf.copy_from_slice(data);
+            farmem_net::copy_bytes(buf, data);
             Ok(())
         }
         Some(data) => Err(Error::invalid(format!(
