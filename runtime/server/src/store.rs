@@ -317,10 +317,11 @@ impl Store {
                 ),
             ));
         }
+        let zeros: Arc<[u8]> = Arc::from(vec![0u8; len as usize]);
         self.put_all(
             ds,
             (0..count).map(|i| (first + u64::from(i), len as usize)),
-            |_| Arc::from(vec![0u8; len as usize]),
+            |_| Arc::clone(&zeros),
             what,
         )
     }
