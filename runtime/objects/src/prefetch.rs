@@ -747,15 +747,7 @@ mod tests {
     /// thread writes: every sum is right and no write runs out of local memory.
     #[test]
     fn scans_at_tight_local_memory_stay_correct_beside_a_writer() {
-        use crate::{Config, FarMemory};
-        let config = Config::builder()
-            .local_bytes(1 << 20)
-            .region_bytes(64 << 10)
-            .chunk_bytes(4096)
-            .prefetch_depth(16)
-            .build()
-            .unwrap();
-        let fm = FarMemory::in_process(config, 64 << 20).unwrap();
+        let fm = started_prefetcher();
         let n = (4 << 20) / 8;
         let mut arr = fm.array::<u64>(n).unwrap();
         let block: Vec<u64> = (0..4096).collect();
