@@ -40,6 +40,21 @@ pub fn copy_bytes(dst: &mut [u8], src: &[u8]) {
     unsafe { copy_nonoverlapping_bytes(src.as_ptr(), dst.as_mut_ptr(), src.len()) }
 }
 
+/// Appends `src` to `out`, as `out.extend_from_slice(src)` does, through [`copy_bytes`] (a
+/// frame's object bytes: a write-back's chunk going into the connection's buffer).
+#[inline]
+pub fn extend_bytes(out: &mut Vec<u8>, src: &[u8]) {
+    out.reserve(src.len());
+    let at = out.len();
+    // SAFETY: `reserve` made room for `src.len()` bytes past `at`; `src` cannot overlap `out`'s
+    // spare capacity (it is borrowed shared while `out` is borrowed mutably); every byte up to
+    // the new length is written before `set_len`.
+    unsafe {
+        copy_nonoverlapping_bytes(src.as_ptr(), out.as_mut_ptr().add(at), src.len());
+        out.set_len(at + src.len());
+    }
+}
+
 /// [`copy_bytes`] on raw pointers: copies `len` bytes from `src` to `dst`.
 ///
 /// # Safety
@@ -174,6 +189,25 @@ mod tests {
             // SAFETY: both ranges are inside their vectors and distinct allocations.
             unsafe { copy_sse2(src.as_ptr().add(so), dst.as_mut_ptr().add(d_off), len) };
             assert_eq!(&dst[d_off..d_off + len], &src[so..so + len]);
+        }
+    }
+
+    /// `extend_bytes` gives what `extend_from_slice` gives, whichever path the distance takes.
+    #[test]
+    fn extend_bytes_matches_extend_from_slice() {
+        let src: Vec<u8> = (0..9000u32).map(|i| (i * 31 + 1) as u8).collect();
+        for (prefix, len) in [
+            (0usize, 0usize),
+            (3, 700),
+            (5, 4096),
+            (11, 8000),
+            (100, 511),
+        ] {
+            let mut ours = vec![7u8; prefix];
+            let mut std_way = ours.clone();
+            extend_bytes(&mut ours, &src[..len]);
+            std_way.extend_from_slice(&src[..len]);
+            assert_eq!(ours, std_way);
         }
     }
 

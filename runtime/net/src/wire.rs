@@ -46,7 +46,7 @@ impl<'a> BodyWriter<'a> {
     /// is itself bounded by a `u32`, and the frame builder rejects it first.
     pub fn bytes(&mut self, v: &[u8]) -> &mut Self {
         self.u32(v.len() as u32);
-        self.out.extend_from_slice(v);
+        crate::copy::extend_bytes(self.out, v);
         self
     }
 
