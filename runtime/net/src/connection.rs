@@ -585,7 +585,7 @@ impl ResponseFrame {
 
     /// Where each object of a read (one entry) or read-batch (one per object asked for) answer
     /// lies in [`body`](Self::body), `None` for a missing object; see
-    /// [`object_spans`](crate::message::object_spans).
+    /// [`object_spans`].
     pub fn object_spans(&self) -> Result<ObjectSpans> {
         object_spans(self.opcode, &self.body)
     }

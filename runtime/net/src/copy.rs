@@ -4,19 +4,18 @@
 //! into its local space (a miss, a prefetch landing, a list read-ahead), between regions (the
 //! evacuator keeping a hot object), into a frame (a write-back). glibc's `memcpy` copies large
 //! blocks with `rep movsb` on CPUs that advertise fast string moves, and on the AMD EPYC
-//! machines farmem is measured on that instruction drops from 50–100 GB/s to 2–3 GB/s when the
-//! destination lies a few bytes (1 to about 31) past the source modulo 4096, where each store
-//! seems to collide with the loads that follow it (`farmem-bench copy` prints the table). Our
-//! buffers land there by chance: heap buffers of the same size class sit at the same page
-//! offsets, and an object in a read answer follows a 5-byte prefix. So one run's list scan
-//! copied at full speed and the next, with another heap layout, spent a third of its time in
-//! `memcpy` (`farmem-bench list` 0.50 vs 0.62 of raw TCP over twelve alternating runs, from a
-//! change that only moved allocations).
+//! machines farmem is measured on, that instruction drops from 50–90 GB/s to about 3 GB/s when
+//! the destination lies a few bytes (1 to about 31) past the source modulo 4096
+//! (`farmem-bench copy` prints the table). Our buffers land there by chance: heap buffers of
+//! the same size class sit at the same page offsets, and an object in a read answer follows a
+//! 5-byte prefix. So whether a run's copies were fast depended on its heap layout:
+//! `farmem-bench list` measured 0.50 vs 0.62 of raw TCP over twelve alternating runs after a
+//! change that only moved allocations.
 //!
 //! [`copy_bytes`] keeps `memcpy` where it is fast (copies under 512 bytes, and any other
 //! distance between the buffers) and copies the hostile distances with 32-byte unaligned vector
-//! loads and stores (AVX2 where the CPU has it, 16-byte SSE2 otherwise), which run at 45–110
-//! GB/s there. Other architectures use `memcpy`.
+//! loads and stores (AVX2 where the CPU has it, 16-byte SSE2 otherwise), which run at 50–80
+//! GB/s there (`farmem-bench copy`, 4 KiB and 64 KiB copies). Other architectures use `memcpy`.
 
 /// Copies below this many bytes always use `memcpy` (short copies do not use `rep movsb`).
 const VECTOR_MIN_BYTES: usize = 512;
@@ -90,58 +89,60 @@ unsafe fn vector_copy(src: *const u8, dst: *mut u8, len: usize) {
     unsafe { std::ptr::copy_nonoverlapping(src, dst, len) }
 }
 
-/// 128 bytes per step in four 32-byte unaligned loads and stores, then `memcpy` for the tail.
+/// Defines `$name`: a copy in steps of four `$vec` unaligned loads and stores (`$load`,
+/// `$store`, each `size_of::<$vec>()` bytes), then `memcpy` for the tail, compiled with target
+/// feature `$feature`.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn copy_avx2(src: *const u8, dst: *mut u8, len: usize) {
-    use std::arch::x86_64::{__m256i, _mm256_loadu_si256, _mm256_storeu_si256};
-    let mut i = 0;
-    while i + 128 <= len {
-        // SAFETY: `i + 128 <= len`, so every 32-byte access is inside both ranges; the
-        // intrinsics take unaligned pointers.
-        unsafe {
-            let s = src.add(i).cast::<__m256i>();
-            let d = dst.add(i).cast::<__m256i>();
-            let a = _mm256_loadu_si256(s);
-            let b = _mm256_loadu_si256(s.add(1));
-            let c = _mm256_loadu_si256(s.add(2));
-            let e = _mm256_loadu_si256(s.add(3));
-            _mm256_storeu_si256(d, a);
-            _mm256_storeu_si256(d.add(1), b);
-            _mm256_storeu_si256(d.add(2), c);
-            _mm256_storeu_si256(d.add(3), e);
+macro_rules! vector_copy_fn {
+    ($(#[$doc:meta])* $name:ident, $feature:literal, $vec:ident, $load:ident, $store:ident) => {
+        $(#[$doc])*
+        #[target_feature(enable = $feature)]
+        unsafe fn $name(src: *const u8, dst: *mut u8, len: usize) {
+            use std::arch::x86_64::{$load, $store, $vec};
+            const STEP: usize = 4 * std::mem::size_of::<$vec>();
+            let mut i = 0;
+            while i + STEP <= len {
+                // SAFETY: `i + STEP <= len`, so every access is inside both ranges; the
+                // intrinsics take unaligned pointers.
+                unsafe {
+                    let s = src.add(i).cast::<$vec>();
+                    let d = dst.add(i).cast::<$vec>();
+                    let a = $load(s);
+                    let b = $load(s.add(1));
+                    let c = $load(s.add(2));
+                    let e = $load(s.add(3));
+                    $store(d, a);
+                    $store(d.add(1), b);
+                    $store(d.add(2), c);
+                    $store(d.add(3), e);
+                }
+                i += STEP;
+            }
+            // SAFETY: the tail `i..len` is inside both ranges.
+            unsafe { std::ptr::copy_nonoverlapping(src.add(i), dst.add(i), len - i) }
         }
-        i += 128;
-    }
-    // SAFETY: the tail `i..len` is inside both ranges.
-    unsafe { std::ptr::copy_nonoverlapping(src.add(i), dst.add(i), len - i) }
+    };
 }
 
-/// 64 bytes per step in four 16-byte unaligned loads and stores, then `memcpy` for the tail.
 #[cfg(target_arch = "x86_64")]
-unsafe fn copy_sse2(src: *const u8, dst: *mut u8, len: usize) {
-    use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_storeu_si128};
-    let mut i = 0;
-    while i + 64 <= len {
-        // SAFETY: `i + 64 <= len`, so every 16-byte access is inside both ranges; the
-        // intrinsics take unaligned pointers (SSE2 is baseline on x86_64).
-        unsafe {
-            let s = src.add(i).cast::<__m128i>();
-            let d = dst.add(i).cast::<__m128i>();
-            let a = _mm_loadu_si128(s);
-            let b = _mm_loadu_si128(s.add(1));
-            let c = _mm_loadu_si128(s.add(2));
-            let e = _mm_loadu_si128(s.add(3));
-            _mm_storeu_si128(d, a);
-            _mm_storeu_si128(d.add(1), b);
-            _mm_storeu_si128(d.add(2), c);
-            _mm_storeu_si128(d.add(3), e);
-        }
-        i += 64;
-    }
-    // SAFETY: the tail `i..len` is inside both ranges.
-    unsafe { std::ptr::copy_nonoverlapping(src.add(i), dst.add(i), len - i) }
-}
+vector_copy_fn!(
+    /// 128 bytes per step in 32-byte AVX2 loads and stores.
+    copy_avx2,
+    "avx2",
+    __m256i,
+    _mm256_loadu_si256,
+    _mm256_storeu_si256
+);
+
+#[cfg(target_arch = "x86_64")]
+vector_copy_fn!(
+    /// 64 bytes per step in 16-byte SSE2 loads and stores (SSE2 is baseline on x86_64).
+    copy_sse2,
+    "sse2",
+    __m128i,
+    _mm_loadu_si128,
+    _mm_storeu_si128
+);
 
 #[cfg(test)]
 mod tests {

@@ -307,18 +307,43 @@ impl Landing {
         }
     }
 
-    fn try_begin(&self) -> bool {
-        self.busy
+    /// One landing pass, unless another thread is landing now (`None`): lands the queued reads
+    /// in issue order (gives them back once the instance is shut down) while `more()` holds
+    /// and the oldest was issued before `before` (any age when `None`). Returns how many it
+    /// finished; wakes the issuer if that opened room for it.
+    fn pass(
+        &self,
+        inner: &Inner,
+        before: Option<Instant>,
+        mut more: impl FnMut() -> bool,
+    ) -> Option<usize> {
+        if self
+            .busy
             .compare_exchange(false, true, Acquire, Relaxed)
-            .is_ok()
-    }
-
-    /// Ends a landing run that finished `n` reads; wakes the issuer if room opened for it.
-    fn end(&self, inner: &Inner, n: usize) {
+            .is_err()
+        {
+            return None;
+        }
+        // The reads' tables are released together after the pass: the mutator clones a table's
+        // `Arc` for every chunk it queues, so releasing each as its chunk landed moved the
+        // count's cache line between threads once per chunk.
+        let mut tables: Vec<Arc<ObjectTable>> = Vec::new();
+        while more() {
+            let Some(f) = self.pop(before) else {
+                break;
+            };
+            tables.push(if inner.is_shut_down() {
+                give_back(inner, f)
+            } else {
+                land(inner, f)
+            });
+        }
+        let n = tables.len();
         self.busy.store(false, Release);
         if n > 0 && self.in_flight.fetch_sub(n, Relaxed) >= MAX_IN_FLIGHT {
             inner.prefetch_signal.notify();
         }
+        Some(n)
     }
 }
 
@@ -327,28 +352,16 @@ impl Landing {
 /// by a mutator that found `word` in flight (see [`Landing`]).
 pub(crate) fn land_until(inner: &Inner, word: &PointerWord) -> bool {
     let landing = &inner.landing;
-    if landing.queue.lock().map_or(true, |q| q.is_empty()) || !landing.try_begin() {
+    if landing.queue.lock().map_or(true, |q| q.is_empty()) {
         return false;
     }
-    // Released together at the end, not per chunk (see `lander_loop`).
-    let mut tables: Vec<Arc<ObjectTable>> = Vec::new();
-    loop {
+    let in_flight = || {
         let w = word.load();
-        if pointer::is_present(w) || w & BUSY == 0 {
-            break;
-        }
-        let Some(f) = landing.pop(None) else {
-            break;
-        };
-        tables.push(if inner.is_shut_down() {
-            give_back(inner, f)
-        } else {
-            land(inner, f)
-        });
-    }
-    landing.by_mutators.fetch_add(tables.len() as u64, Relaxed);
-    landing.end(inner, tables.len());
-    !tables.is_empty()
+        !pointer::is_present(w) && w & BUSY != 0
+    };
+    let n = landing.pass(inner, None, in_flight).unwrap_or(0);
+    landing.by_mutators.fetch_add(n as u64, Relaxed);
+    n > 0
 }
 
 /// The issuing half of the pipeline: what claims queued requests and sends them, shared by the
@@ -492,35 +505,18 @@ pub(crate) fn run(inner: Arc<Inner>) {
 /// thread closes the queue it gives back every read still queued and returns.
 fn lander_loop(inner: &Inner) {
     let landing = &inner.landing;
-    // The tables of the run's reads, released together: the mutator clones a table's `Arc` for
-    // every chunk it queues, so releasing each as its chunk landed moved the count's cache line
-    // between threads once per chunk.
-    let mut tables: Vec<Arc<ObjectTable>> = Vec::new();
     loop {
         let seen = landing.signal.generation();
-        let closed = landing.closed.load(Acquire);
-        if closed {
-            // Wait out a mutator landing now, then give the rest back.
-            while !landing.try_begin() {
+        if landing.closed.load(Acquire) {
+            // Closed only after shutdown, so the pass gives every read back; wait out a mutator
+            // landing now first.
+            while landing.pass(inner, None, || true).is_none() {
                 std::thread::sleep(Duration::from_micros(100));
             }
-            while let Some(f) = landing.pop(None) {
-                tables.push(give_back(inner, f));
-            }
-            landing.end(inner, tables.len());
             return;
         }
-        let before = Instant::now().checked_sub(LANDER_TICK);
-        if before.is_some() && landing.try_begin() {
-            while let Some(f) = landing.pop(before) {
-                tables.push(if inner.is_shut_down() {
-                    give_back(inner, f)
-                } else {
-                    land(inner, f)
-                });
-            }
-            landing.end(inner, tables.len());
-            tables.clear();
+        if let Some(before) = Instant::now().checked_sub(LANDER_TICK) {
+            landing.pass(inner, Some(before), || true);
         }
         landing.signal.wait_since(seen, LANDER_TICK);
     }
