@@ -73,6 +73,17 @@ fn count(store: &StoreView<'_>, ds: DsId) -> Result<u64> {
     })?
 }
 
+/// `key`'s value in `bucket` (`None` if absent); a malformed bucket is a `Protocol` error.
+fn find_entry<'b>(bucket: &'b [u8], key: &[u8]) -> Result<Option<&'b [u8]>> {
+    for entry in bucket_entries(bucket) {
+        let (k, v) = entry?;
+        if k == key {
+            return Ok(Some(v));
+        }
+    }
+    Ok(None)
+}
+
 /// Calls `f` with `key`'s value (`None` if absent).
 fn lookup<R>(
     store: &StoreView<'_>,
@@ -81,13 +92,7 @@ fn lookup<R>(
     f: impl FnOnce(Option<&[u8]>) -> R,
 ) -> Result<R> {
     store.with_object(ds, bucket_id(key), |b| {
-        for entry in bucket_entries(b.unwrap_or(&[])) {
-            let (k, v) = entry?;
-            if k == key {
-                return Ok(f(Some(v)));
-            }
-        }
-        Ok(f(None))
+        Ok(f(find_entry(b.unwrap_or(&[]), key)?))
     })?
 }
 
@@ -103,12 +108,27 @@ fn get(store: &StoreView<'_>, ds: DsId, key: &[u8]) -> Result<Vec<u8>> {
     })
 }
 
+/// The answers to `keys` in order: every bucket is found under one read lock of the structure,
+/// with the lookups' memory latencies overlapped ([`StoreView::with_objects`]).
 fn get_many(store: &StoreView<'_>, ds: DsId, keys: &[&[u8]]) -> Result<Vec<u8>> {
+    let ids: Vec<_> = keys.iter().map(|k| bucket_id(k)).collect();
     let mut out = (keys.len() as u32).to_le_bytes().to_vec();
-    for key in keys {
-        lookup(store, ds, key, |v| push_many_answer(&mut out, v))?;
+    let mut keys = keys.iter();
+    let mut failed = None;
+    store.with_objects(ds, &ids, |bucket| {
+        let Some(key) = keys.next() else { return };
+        if failed.is_some() {
+            return;
+        }
+        match find_entry(bucket.unwrap_or(&[]), key) {
+            Ok(v) => push_many_answer(&mut out, v),
+            Err(e) => failed = Some(e),
+        }
+    })?;
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(out),
     }
-    Ok(out)
 }
 
 /// Rebuilds `key`'s bucket without `key` (and with `value` if given); returns the new bucket and

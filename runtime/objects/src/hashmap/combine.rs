@@ -25,8 +25,11 @@
 //! `idle`), so a miss queued as a sender leaves is seen by it or starts a new one.
 //!
 //! The queue's state lives under one mutex; a waiter's answer lands in its own `Miss` and the
-//! waiter is woken through its `Unparker` (a token: an unpark before the park is not lost; the
-//! park still has a timeout so a bug can cost latency, never a hang). After
+//! waiter is woken through its `Unparker` (a token: an unpark before the park is not lost). The
+//! park has no timeout: a timed park costs a green thread a timer entry and two clock reads on
+//! every miss, and it would buy nothing, because a waiter leaves only with its answer anyway.
+//! Every miss a sender takes is answered, with an error if the round trip fails or `send`
+//! panics, and a miss nobody took is answered when its map's last sender fails to start. After
 //! [`MissCombiner::close`] senders exit once the queue is empty, so no queued miss is left
 //! unanswered; the map's farewell (the server-side `clear`) runs on the last sender to exit, or
 //! on a thread of its own when none is running, so dropping a map never waits for a round trip.
@@ -37,29 +40,89 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use farmem_error::{Error, Result};
-use farmem_sched::park::{current_unparker, park_timeout, Unparker};
+use farmem_sched::park::{current_unparker, park, Unparker};
 
-/// Most keys in one `get-many` batch.
-const COMBINE_BATCH_KEYS: usize = 128;
+/// Most keys in one `get-many` batch. With 1024 green threads missing, a cap of 128 was reached
+/// on nearly every trip (123 keys per trip), so misses waited several trips; at 512 a batch
+/// takes whatever queued during the last trip.
+const COMBINE_BATCH_KEYS: usize = 512;
 /// Most key bytes in one batch (keeps frames small).
 const COMBINE_BATCH_BYTES: usize = 256 << 10;
-/// How long a waiting miss parks between checks (a lost wake-up costs at most this).
-const COMBINE_TICK: Duration = Duration::from_millis(5);
 /// How long a sender waits for a miss before it exits (the next miss starts another).
 pub(super) const SENDER_IDLE_EXIT: Duration = Duration::from_millis(100);
 
 /// The answer to one miss: the value's bytes, `None` when the key is absent.
-pub(super) type MissAnswer = Result<Option<Vec<u8>>>;
+pub(super) type MissAnswer = Result<Option<MissValue>>;
+
+/// One value of a batch's answer: a span of the shared answer body, so a batch costs one
+/// allocation however many values it carries (not one per value, allocated on the sender and
+/// freed on the waiter's worker).
+#[derive(Debug)]
+pub(super) struct MissValue {
+    body: Arc<Vec<u8>>,
+    start: usize,
+    end: usize,
+}
+
+impl MissValue {
+    /// The value's bytes.
+    pub(super) fn bytes(&self) -> &[u8] {
+        &self.body[self.start..self.end]
+    }
+}
+
+/// A batch's answers: the body they were decoded from, and per key, in order, the span of the
+/// body holding its value (`None`: absent).
+pub(super) struct BatchAnswers {
+    /// The answer body.
+    pub(super) body: Arc<Vec<u8>>,
+    /// Per key asked, the value's byte range within `body`.
+    pub(super) spans: Vec<Option<std::ops::Range<usize>>>,
+}
 
 /// One `get-many` round trip: the answers to `keys`, in order.
-pub(super) type SendBatch = dyn Fn(&[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> + Send + Sync;
+pub(super) type SendBatch = dyn Fn(&[&[u8]]) -> Result<BatchAnswers> + Send + Sync;
+
+/// Keys up to this long are kept inside their queued miss (no allocation per miss).
+const INLINE_KEY_BYTES: usize = 32;
+
+/// A queued miss's key: inline when short (the common 8-byte keys), else on the heap.
+enum KeyBuf {
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE_KEY_BYTES],
+    },
+    Heap(Box<[u8]>),
+}
+
+impl KeyBuf {
+    fn new(key: &[u8]) -> KeyBuf {
+        if key.len() <= INLINE_KEY_BYTES {
+            let mut bytes = [0u8; INLINE_KEY_BYTES];
+            bytes[..key.len()].copy_from_slice(key);
+            KeyBuf::Inline {
+                len: key.len() as u8,
+                bytes,
+            }
+        } else {
+            KeyBuf::Heap(key.into())
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            KeyBuf::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            KeyBuf::Heap(b) => b,
+        }
+    }
+}
 
 /// What the last sender to exit runs (the map's `clear` on the server).
 pub(super) type Farewell = Box<dyn FnOnce() + Send>;
 
 /// One queued miss: its key, where its answer lands, and who to wake.
 struct Miss {
-    key: Box<[u8]>,
+    key: KeyBuf,
     answer: Mutex<Option<MissAnswer>>,
     waker: Unparker,
 }
@@ -179,7 +242,7 @@ impl MissCombiner {
             return Err(Error::internal("hash map miss queue used before start"));
         };
         let me = Arc::new(Miss {
-            key: key.into(),
+            key: KeyBuf::new(key),
             answer: Mutex::new(None),
             waker: current_unparker(),
         });
@@ -226,7 +289,7 @@ impl MissCombiner {
             if let Some(r) = me.take() {
                 return r;
             }
-            park_timeout(COMBINE_TICK);
+            park();
         }
     }
 
@@ -270,35 +333,56 @@ impl MissCombiner {
                 let mut bytes = 0;
                 let mut n = 0;
                 for m in q.misses.iter().take(COMBINE_BATCH_KEYS) {
-                    if n > 0 && bytes + m.key.len() > COMBINE_BATCH_BYTES {
+                    let len = m.key.bytes().len();
+                    if n > 0 && bytes + len > COMBINE_BATCH_BYTES {
                         break;
                     }
-                    bytes += m.key.len();
+                    bytes += len;
                     n += 1;
                 }
                 q.misses.drain(..n).collect()
             };
             self.batches.fetch_add(1, Ordering::Relaxed);
-            let keys: Vec<&[u8]> = batch.iter().map(|m| &*m.key).collect();
+            let keys: Vec<&[u8]> = batch.iter().map(|m| m.key.bytes()).collect();
             let sent = Instant::now();
-            let answers = send(&keys);
+            // A panicking `send` fails its batch instead of leaving the waiters parked forever.
+            let answers = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| send(&keys)))
+                .unwrap_or_else(|_| {
+                    Err(Error::internal(
+                        "a hash map miss batch panicked on its way to the server",
+                    ))
+                });
             let nanos = u64::try_from(sent.elapsed().as_nanos()).unwrap_or(u64::MAX);
             self.trip_nanos.fetch_add(nanos, Ordering::Relaxed);
-            let answers = answers.and_then(|values| {
-                if values.len() == batch.len() {
-                    Ok(values)
-                } else {
-                    Err(Error::internal(format!(
+            let answers = answers.and_then(|a| {
+                if a.spans.len() != batch.len() {
+                    return Err(Error::internal(format!(
                         "hash map miss batch of {} keys got {} answers",
                         batch.len(),
-                        values.len()
-                    )))
+                        a.spans.len()
+                    )));
+                }
+                match a
+                    .spans
+                    .iter()
+                    .flatten()
+                    .find(|r| r.start > r.end || r.end > a.body.len())
+                {
+                    Some(r) => Err(Error::internal(format!(
+                        "hash map miss answer spans bytes {r:?} of a {}-byte body",
+                        a.body.len()
+                    ))),
+                    None => Ok(a),
                 }
             });
             match answers {
-                Ok(values) => {
-                    for (m, v) in batch.iter().zip(values) {
-                        m.set(Ok(v));
+                Ok(a) => {
+                    for (m, span) in batch.iter().zip(a.spans) {
+                        m.set(Ok(span.map(|r| MissValue {
+                            body: a.body.clone(),
+                            start: r.start,
+                            end: r.end,
+                        })));
                     }
                 }
                 Err(e) => {
@@ -315,11 +399,35 @@ impl MissCombiner {
 mod tests {
     use super::*;
 
-    fn echo(keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> {
-        Ok(keys
-            .iter()
-            .map(|k| (k[0] % 3 != 0).then(|| vec![k[0]; 2]))
-            .collect())
+    /// Answers built from per-key values the way the map's sender builds them from a body.
+    fn answers(values: Vec<Option<Vec<u8>>>) -> BatchAnswers {
+        let mut body = Vec::new();
+        let spans = values
+            .into_iter()
+            .map(|v| {
+                v.map(|v| {
+                    body.extend_from_slice(&v);
+                    body.len() - v.len()..body.len()
+                })
+            })
+            .collect();
+        BatchAnswers {
+            body: Arc::new(body),
+            spans,
+        }
+    }
+
+    fn echo(keys: &[&[u8]]) -> Result<BatchAnswers> {
+        Ok(answers(
+            keys.iter()
+                .map(|k| (k[0] % 3 != 0).then(|| vec![k[0]; 2]))
+                .collect(),
+        ))
+    }
+
+    /// The value bytes of a miss's answer.
+    fn got(a: MissAnswer) -> Result<Option<Vec<u8>>> {
+        a.map(|v| v.map(|v| v.bytes().to_vec()))
     }
 
     /// A combiner over [`echo`] with up to `senders` senders, and where its farewell reports.
@@ -354,7 +462,7 @@ mod tests {
                     for i in 0..50u8 {
                         let k = t.wrapping_mul(50).wrapping_add(i);
                         let want = (k % 3 != 0).then(|| vec![k; 2]);
-                        assert_eq!(c.fetch(&[k]).unwrap(), want, "key {k}");
+                        assert_eq!(got(c.fetch(&[k])).unwrap(), want, "key {k}");
                         assert!(c.senders_running() <= 2);
                     }
                 })
@@ -379,10 +487,14 @@ mod tests {
     #[test]
     fn idle_senders_exit_and_the_next_miss_starts_one() {
         let (c, rx) = started(1);
-        assert_eq!(c.fetch(&[4]).unwrap(), Some(vec![4, 4]));
+        assert_eq!(got(c.fetch(&[4])).unwrap(), Some(vec![4, 4]));
         assert_eq!(c.senders_running(), 1);
         eventually("the idle sender exited", || c.senders_running() == 0);
-        assert_eq!(c.fetch(&[5]).unwrap(), Some(vec![5, 5]), "a new sender");
+        assert_eq!(
+            got(c.fetch(&[5])).unwrap(),
+            Some(vec![5, 5]),
+            "a new sender"
+        );
         eventually("the second sender exited", || c.senders_running() == 0);
         assert!(c.fetch(&[3]).unwrap().is_none());
         eventually("the third sender exited", || c.senders_running() == 0);
@@ -397,17 +509,41 @@ mod tests {
     #[test]
     fn a_failed_batch_fails_each_of_its_misses() {
         let c = Arc::new(MissCombiner::default());
-        let send = |keys: &[&[u8]]| -> Result<Vec<Option<Vec<u8>>>> {
-            if keys.iter().any(|k| k.is_empty()) {
-                Err(Error::internal("refused"))
-            } else {
-                Ok(vec![None; keys.len() + 1]) // one answer too many
+        let send = |keys: &[&[u8]]| -> Result<BatchAnswers> {
+            match keys.first().map(|k| k.first()) {
+                Some(None) => Err(Error::internal("refused")),
+                Some(Some(1)) => Ok(answers(vec![None; keys.len() + 1])), // one answer too many
+                _ => Ok(BatchAnswers {
+                    body: Arc::new(vec![0; 4]),
+                    spans: keys.iter().map(|_| Some(2..9)).collect(), // past the body
+                }),
             }
         };
         c.start(1, "test-miss", Arc::new(send), Box::new(|| ()))
             .unwrap();
         assert!(c.fetch(&[]).unwrap_err().context().contains("refused"));
         assert!(c.fetch(&[1]).unwrap_err().context().contains("answers"));
+        assert!(c.fetch(&[2]).unwrap_err().context().contains("spans"));
+        c.close();
+    }
+
+    /// A `send` that panics fails its batch's misses (they do not park forever) and the
+    /// sender goes on serving.
+    #[test]
+    fn a_panicking_batch_fails_its_misses_and_the_sender_goes_on() {
+        let c = Arc::new(MissCombiner::default());
+        let send = |keys: &[&[u8]]| -> Result<BatchAnswers> {
+            assert!(
+                keys.iter().all(|k| k != &[0u8]),
+                "key 0 makes the test send panic"
+            );
+            Ok(answers(keys.iter().map(|k| Some(k.to_vec())).collect()))
+        };
+        c.start(1, "test-miss", Arc::new(send), Box::new(|| ()))
+            .unwrap();
+        let e = c.fetch(&[0]).unwrap_err();
+        assert!(e.context().contains("panicked"), "{e}");
+        assert_eq!(got(c.fetch(&[7])).unwrap(), Some(vec![7]));
         c.close();
     }
 

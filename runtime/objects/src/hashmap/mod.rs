@@ -85,7 +85,7 @@ use crate::pointer::MAX_DS_ID;
 
 use cache::CacheShard;
 pub use cache::ENTRY_OVERHEAD_BYTES;
-use combine::MissCombiner;
+use combine::{BatchAnswers, MissCombiner};
 
 /// Threads that send a map's miss batches (each has at most one batch out). One: on a loopback
 /// link the trips' CPU, not their latency, bounds throughput, and a second sender halved the
@@ -243,14 +243,24 @@ impl<K: MapBytes, V: MapBytes> RemHashMap<K, V> {
         };
         map.len()?;
         let backend = map.shared.backend.clone();
-        let send = move |keys: &[&[u8]]| -> Result<Vec<Option<Vec<u8>>>> {
+        let send = move |keys: &[&[u8]]| -> Result<BatchAnswers> {
             let keys = keys.to_vec();
             let n = keys.len();
-            let r = remote(&*backend, ds, HashOp::GetMany { keys })?;
-            Ok(decode_get_many(&r, n)?
+            let body = remote(&*backend, ds, HashOp::GetMany { keys })?;
+            let base = body.as_ptr() as usize;
+            let spans = decode_get_many(&body, n)?
                 .into_iter()
-                .map(|v| v.map(<[u8]>::to_vec))
-                .collect())
+                .map(|v| {
+                    v.map(|v| {
+                        let start = v.as_ptr() as usize - base;
+                        start..start + v.len()
+                    })
+                })
+                .collect();
+            Ok(BatchAnswers {
+                body: Arc::new(body),
+                spans,
+            })
         };
         // Once the last handle is gone nothing can reach the entries (map ids are not reused):
         // the sender's farewell drops them on the server.
@@ -293,13 +303,14 @@ impl<K: MapBytes, V: MapBytes> RemHashMap<K, V> {
             shard.misses += 1;
             shard.epoch
         };
-        let Some(vb) = self.shared.combiner.fetch(kb)? else {
+        let Some(answer) = self.shared.combiner.fetch(kb)? else {
             return Ok(None);
         };
-        let value = V::from_map_bytes(&vb)?;
+        let vb = answer.bytes();
+        let value = V::from_map_bytes(vb)?;
         let mut shard = self.shard(hash)?;
         if shard.epoch == seen_epoch && shard.writes_in_flight == 0 {
-            shard.insert(kb, &vb, hash);
+            shard.insert(kb, vb, hash);
         }
         Ok(Some(value))
     }
