@@ -27,6 +27,7 @@ pub mod agent;
 pub mod columns;
 pub mod config;
 pub mod hash_index;
+mod object_table;
 pub mod server;
 mod session;
 pub mod store;

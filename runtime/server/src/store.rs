@@ -25,12 +25,13 @@
 //! has its own `RwLock`, so readers of one structure never wait for writers of another.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use farmem_error::{Error, ErrorKind, Result};
 use farmem_net::{DsId, ObjectId};
+
+use crate::object_table::{prefetch, ObjectTable};
 
 /// Bytes charged per object on top of its contents.
 pub const OBJECT_OVERHEAD_BYTES: u64 = 32;
@@ -49,52 +50,10 @@ fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The hasher of object ids: one multiply and a fold (SipHash, std's default, costs several
-/// times more per lookup, on every object a batch reads). Ids are chosen by clients, which the
-/// server trusts with its memory anyway; hash-index bucket ids are already hashes and container
-/// ids are dense, and both spread over the table through the multiply's high bits.
-#[derive(Default, Clone, Copy)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is used for `ObjectId` keys; fold any other input a word at a time.
-        for c in bytes.chunks(8) {
-            let mut w = [0u8; 8];
-            w[..c.len()].copy_from_slice(c);
-            self.write_u64(u64::from_le_bytes(w));
-        }
-    }
-
-    fn write_u64(&mut self, id: u64) {
-        let h = (self.0 ^ id).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        self.0 = h ^ (h >> 32);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type ObjectMap = HashMap<ObjectId, Arc<[u8]>, BuildHasherDefault<IdHasher>>;
-
-/// Hints the CPU to start loading the cache line at `p` (no-op off x86-64).
-#[inline(always)]
-fn prefetch(p: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is a hint: it never faults, whatever the address, and reads nothing
-    // into the program. (Newer compilers consider the intrinsic safe; the MSRV does not.)
-    #[allow(unused_unsafe)]
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
-
-/// Objects a batch read looks up before it calls back for the first of them: their table
-/// probes overlap, and each object's first cache line is prefetched meanwhile.
-const BATCH_LOOKAHEAD: usize = 16;
+/// Ids a batch read prefetches the table slot of before it looks them up.
+const SLOT_AHEAD: usize = 8;
+/// Objects a batch read has found and prefetched the bytes of before it calls back for them.
+const BYTES_AHEAD: usize = 4;
 
 struct DataStructure {
     kind: u16,
@@ -103,7 +62,7 @@ struct DataStructure {
 
 struct DsInner {
     destroyed: bool,
-    objects: ObjectMap,
+    objects: ObjectTable,
 }
 
 /// The server's objects. Shared by every connection thread.
@@ -197,7 +156,7 @@ impl Store {
                 kind,
                 inner: RwLock::new(DsInner {
                     destroyed: false,
-                    objects: ObjectMap::default(),
+                    objects: ObjectTable::default(),
                 }),
             }),
         );
@@ -215,9 +174,9 @@ impl Store {
     /// Drops every object of a structure (its write lock held) and frees their bytes; returns
     /// how many there were.
     fn free_objects(&self, inner: &mut DsInner) -> u64 {
-        let bytes: u64 = inner.objects.values().map(|v| charge(v.len())).sum();
+        let bytes: u64 = inner.objects.iter().map(|(_, v)| charge(v.len())).sum();
         let count = inner.objects.len() as u64;
-        inner.objects = ObjectMap::default();
+        inner.objects = ObjectTable::default();
         self.release(bytes);
         self.objects.fetch_sub(count, Ordering::Relaxed);
         count
@@ -258,9 +217,10 @@ impl Store {
 
     /// Calls `f` with each of `objects` of `ds` in order (`None` for absent ones), under one
     /// read lock, so a batch sees one consistent state; [`ErrorKind::NotFound`] if `ds` does
-    /// not exist, even for an empty batch. Lookups run [`BATCH_LOOKAHEAD`] objects ahead of the
-    /// calls, prefetching each object's first bytes, so the cache misses of a batch overlap
-    /// instead of costing one memory latency after another.
+    /// not exist, even for an empty batch. The batch is software-pipelined so its cache misses
+    /// overlap instead of costing one memory latency after another: the table slot of the id
+    /// [`SLOT_AHEAD`] places ahead is prefetched, the id [`BYTES_AHEAD`] places ahead is looked
+    /// up and its bytes prefetched, and then `f` gets the current one.
     pub fn with_objects(
         &self,
         ds: DsId,
@@ -269,24 +229,32 @@ impl Store {
     ) -> Result<()> {
         let structure = self.ds(ds)?;
         let inner = read(&structure.inner);
-        let look = |id: &ObjectId| {
-            let found = inner.objects.get(id).map(|v| &v[..]);
-            if let Some(v) = found {
-                prefetch(v.as_ptr());
+        let table = &inner.objects;
+        let mut found: std::collections::VecDeque<Option<&[u8]>> =
+            std::collections::VecDeque::with_capacity(BYTES_AHEAD + 1);
+        let n = objects.len();
+        for i in 0..n + SLOT_AHEAD {
+            if let Some(&id) = objects.get(i) {
+                table.prefetch(id);
             }
-            found
-        };
-        let mut ahead: std::collections::VecDeque<Option<&[u8]>> =
-            objects.iter().take(BATCH_LOOKAHEAD).map(look).collect();
-        for id in objects.iter().skip(BATCH_LOOKAHEAD) {
-            ahead.push_back(look(id));
-            if let Some(v) = ahead.pop_front() {
-                f(v);
+            let Some(look) = i.checked_sub(SLOT_AHEAD - BYTES_AHEAD) else {
+                continue;
+            };
+            if let Some(id) = objects.get(look) {
+                let bytes = table.get(id).map(|v| &v[..]);
+                if let Some(b) = bytes {
+                    prefetch(b.as_ptr());
+                }
+                found.push_back(bytes);
+            }
+            // The id SLOT_AHEAD places back: looked up BYTES_AHEAD iterations ago.
+            if look >= BYTES_AHEAD {
+                if let Some(bytes) = found.pop_front() {
+                    f(bytes);
+                }
             }
         }
-        for v in ahead {
-            f(v);
-        }
+        debug_assert!(found.is_empty(), "every id was called back");
         Ok(())
     }
 
@@ -308,8 +276,8 @@ impl Store {
     pub fn for_each_object(&self, ds: DsId, mut f: impl FnMut(ObjectId, &[u8])) -> Result<()> {
         let structure = self.ds(ds)?;
         let inner = read(&structure.inner);
-        for (id, data) in &inner.objects {
-            f(*id, data);
+        for (id, data) in inner.objects.iter() {
+            f(id, data);
         }
         Ok(())
     }
@@ -536,6 +504,32 @@ impl<'a> StoreView<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A pipelined batch read calls back once per id, in order, with what a single read sees,
+    /// for every batch length around the pipeline's depths (absent and repeated ids included).
+    #[test]
+    fn batch_reads_answer_every_id_in_order() {
+        let s = Store::new(1 << 20);
+        s.create_ds(1, 0).unwrap();
+        for id in (0..200u64).step_by(3) {
+            s.write(1, id, &id.to_le_bytes()).unwrap();
+        }
+        for n in 0..(SLOT_AHEAD + BYTES_AHEAD) * 3 {
+            let ids: Vec<ObjectId> = (0..n as u64).map(|i| (i * 7) % 50).collect();
+            let mut got = Vec::new();
+            s.with_objects(1, &ids, |b| got.push(b.map(<[u8]>::to_vec)))
+                .unwrap();
+            let want: Vec<_> = ids
+                .iter()
+                .map(|&id| s.with_object(1, id, |b| b.map(<[u8]>::to_vec)).unwrap())
+                .collect();
+            assert_eq!(got, want, "batch of {n}");
+        }
+        assert_eq!(
+            s.with_objects(9, &[], |_| ()).unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
+    }
 
     #[test]
     fn accounting_tracks_writes_replaces_removes_and_destroy() {
