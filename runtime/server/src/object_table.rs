@@ -7,15 +7,21 @@
 //!   remove: backward shift (no tombstones), so a probe run always ends at the first empty slot
 //! ```
 //!
-//! Why not `std::collections::HashMap`: a `get-many` of 100 keys spends most of the server's
-//! time waiting for memory (a table probe, then the object's bytes, each a cache miss on a
-//! large structure), and std's map offers no way to start those loads early. Here
+//! Why not `std::collections::HashMap`: a `get-many` of a hundred keys waits on memory for
+//! each key (a table probe, then the object's bytes, each a cache miss on a large structure),
+//! and std's map offers no way to start those loads early. Here
 //! [`ObjectTable::prefetch`] starts the load of an id's home slot, so a batch read
 //! ([`Store::with_objects`](crate::store::Store::with_objects)) prefetches slots a few ids
 //! ahead, then the bytes of the ids it has found, and the misses of a batch overlap. Ids are
 //! spread by one multiply (Fibonacci hashing): hash-index bucket ids are already hashes and
 //! container ids are dense, and clients are trusted with the server's memory anyway, so a hash
-//! that resists chosen keys would buy nothing.
+//! that resists chosen keys would buy nothing. In `farmem-bench hashtable` (25% local, 1024
+//! green threads) the memory server's CPU per lookup fell from 63 to 44 ns with this table
+//! (5 alternating runs), after the batch read had already moved to one lock per batch.
+//!
+//! Memory: 24 bytes per slot at a load of 3/8 to 3/4, so 32 to 64 bytes of table per object
+//! (std's map: about 29 to 57), within what [`OBJECT_OVERHEAD_BYTES`](crate::store::OBJECT_OVERHEAD_BYTES)
+//! approximates together with the object's allocation.
 
 use std::sync::Arc;
 

@@ -4,7 +4,9 @@
 //! Store
 //!  ├─ used: AtomicU64            bytes charged, never above capacity
 //!  └─ structures: RwLock<HashMap<DsId, Arc<DataStructure>>>
-//!        DataStructure { kind, objects: RwLock<Inner { destroyed, map: ObjectId -> Arc<[u8]> }> }
+//!        DataStructure { kind, inner: RwLock<DsInner { destroyed, objects: ObjectTable }> }
+//!                                                   ObjectTable: ObjectId -> Arc<[u8]>,
+//!                                                   open addressing (object_table.rs)
 //! ```
 //!
 //! An object's bytes never change once stored: a write replaces the object's `Arc`. So a reader
@@ -218,9 +220,9 @@ impl Store {
     /// Calls `f` with each of `objects` of `ds` in order (`None` for absent ones), under one
     /// read lock, so a batch sees one consistent state; [`ErrorKind::NotFound`] if `ds` does
     /// not exist, even for an empty batch. The batch is software-pipelined so its cache misses
-    /// overlap instead of costing one memory latency after another: the table slot of the id
-    /// [`SLOT_AHEAD`] places ahead is prefetched, the id [`BYTES_AHEAD`] places ahead is looked
-    /// up and its bytes prefetched, and then `f` gets the current one.
+    /// overlap instead of costing one memory latency after another: the table slot of the id 8
+    /// places ahead is prefetched, the id 4 places ahead is looked up and its bytes prefetched,
+    /// and then `f` gets the current one.
     pub fn with_objects(
         &self,
         ds: DsId,
