@@ -4,7 +4,7 @@
 //! threads in the same run. Target: at 25% local, ≥ 40% of the all-local throughput.
 //!
 //! "Data" is the entries' key and value bytes (72 B each); the cache bound is that fraction of
-//! it, and the cache charges its own overhead too (for these fixed-size entries a reference byte
+//! it, and the cache charges its own overhead too (for these fixed-size entries a reference bit
 //! each, its slot table and its admission sketch), so it holds fewer entries than the fraction
 //! suggests (reported per row). "us per trip" is the mean time of one `get-many` round trip as
 //! the map's miss sender saw it.

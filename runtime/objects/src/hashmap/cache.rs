@@ -5,10 +5,11 @@
 //!
 //! ```text
 //!   FixedEntries (key and value of fixed size: Pod types)
-//!     table: [u32; 2^k]  open addressing, linear probing, slot index or EMPTY; load <= 4/5
+//!     table: [u16 or u32; 2^k]  open addressing, linear probing, slot index or EMPTY; load <= 4/5
+//!                               (two-byte indices up to 2^16 positions, four beyond)
 //!     data:  [key | value][key | value]...   dense, `len` slots of `key_len + value_len` bytes
-//!     referenced: [bool; len]                CLOCK bits, one per slot
-//!   charge: 4·2^k (the table, allocated up front) + len·(key + value + 1)
+//!     referenced: bits, one per slot         CLOCK bits, `cap` bits allocated up front
+//!   charge: table + reference words + len·(key + value)
 //!
 //!   ByteEntries (byte strings: any size)
 //!     index: HashMap<Box<[u8]>, slot>, ring: Vec<{key, value, referenced}>
@@ -35,11 +36,13 @@ pub const ENTRY_OVERHEAD_BYTES: usize = 64;
 const EMPTY: u32 = u32::MAX;
 
 /// Approximate access counts for cache admission (TinyLFU, Einziger et al., TOS'17): a
-/// count-min sketch of four rows of 4-bit-range byte counters, all halved every `10 × width`
-/// increments so old popularity fades. The sketch is *blocked* (as Caffeine's): a key's four
-/// counters lie in one 64-byte block, one 16-counter row each, so a touch on the hit path
-/// costs one cache line, not four.
+/// count-min sketch of four rows of 4-bit counters (two to a byte), all halved every
+/// `10 × width` increments so old popularity fades. The sketch is *blocked* (as Caffeine's): a
+/// key's four counters lie in one 64-byte block, one 32-counter row each, so a touch on the hit
+/// path costs one cache line, not four. Half a byte per counter leaves more of a shard's bound
+/// to entries: for `u64 → [u64; 8]` entries the sketch takes about 3% of it, not 7%.
 pub(super) struct FrequencySketch {
+    /// Two counters per byte: counter `i` is the low nibble of byte `i / 2` when `i` is even.
     counters: Vec<u8>,
     /// Blocks minus one (a power of two).
     block_mask: usize,
@@ -48,10 +51,10 @@ pub(super) struct FrequencySketch {
     adds: usize,
 }
 
-/// Counters per block: four rows of [`ROW_COUNTERS`].
-const BLOCK_COUNTERS: usize = 64;
+/// Counters per 64-byte block: four rows of [`ROW_COUNTERS`].
+const BLOCK_COUNTERS: usize = 128;
 /// Counters of one row within a block.
-const ROW_COUNTERS: usize = 16;
+const ROW_COUNTERS: usize = 32;
 
 impl FrequencySketch {
     /// A sketch sized for about `entries` cached entries (none when `entries` is 0).
@@ -63,7 +66,7 @@ impl FrequencySketch {
         };
         let blocks = 4 * width / BLOCK_COUNTERS;
         FrequencySketch {
-            counters: vec![0; 4 * width],
+            counters: vec![0; 4 * width / 2],
             block_mask: blocks.saturating_sub(1),
             width,
             adds: 0,
@@ -71,12 +74,16 @@ impl FrequencySketch {
     }
 
     /// The counter of `hash` in `row`: the block from the hash's low bits, the counter within
-    /// the row from four bits per row above bit 40 (bits 32 up pick the map's cache shard, so
+    /// the row from five bits per row above bit 40 (bits 32 up pick the map's cache shard, so
     /// they are alike within one shard's sketch).
     fn slot(&self, hash: u64, row: usize) -> usize {
         let block = (hash as usize & self.block_mask) * BLOCK_COUNTERS;
-        let within = (hash >> (40 + 4 * row)) as usize & (ROW_COUNTERS - 1);
+        let within = (hash >> (40 + 5 * row)) as usize & (ROW_COUNTERS - 1);
         block + row * ROW_COUNTERS + within
+    }
+
+    fn counter(&self, i: usize) -> u8 {
+        (self.counters[i / 2] >> (4 * (i & 1))) & 15
     }
 
     pub(super) fn touch(&mut self, hash: u64) {
@@ -85,14 +92,15 @@ impl FrequencySketch {
         }
         for row in 0..4 {
             let i = self.slot(hash, row);
-            if self.counters[i] < 15 {
-                self.counters[i] += 1;
+            if self.counter(i) < 15 {
+                self.counters[i / 2] += 1 << (4 * (i & 1));
             }
         }
         self.adds += 1;
         if self.adds >= 10 * self.width {
             for c in &mut self.counters {
-                *c /= 2;
+                // Both nibbles halved: shift right, dropping the bit that crossed over.
+                *c = (*c >> 1) & 0x77;
             }
             self.adds /= 2;
         }
@@ -111,7 +119,7 @@ impl FrequencySketch {
             return 0;
         }
         (0..4)
-            .map(|row| self.counters[self.slot(hash, row)])
+            .map(|row| self.counter(self.slot(hash, row)))
             .min()
             .unwrap_or(0)
     }
@@ -238,29 +246,102 @@ fn same_key(a: &[u8], b: &[u8]) -> bool {
     }
 }
 
+/// A fixed store's table: the slot index at each position, or [`EMPTY`]. Two bytes per
+/// position while every slot index fits (tables up to 2^16 positions, so at most 52,428
+/// slots), else four.
+enum SlotTable {
+    Narrow(Box<[u16]>),
+    Wide(Box<[u32]>),
+}
+
+/// Largest table whose slot indices fit two bytes (its slots stay below `u16::MAX`, the
+/// narrow "empty").
+const NARROW_TABLE_LEN: usize = 1 << 16;
+
+impl SlotTable {
+    fn new(len: usize) -> SlotTable {
+        if len <= NARROW_TABLE_LEN {
+            SlotTable::Narrow(vec![u16::MAX; len].into_boxed_slice())
+        } else {
+            SlotTable::Wide(vec![EMPTY; len].into_boxed_slice())
+        }
+    }
+
+    /// Bytes per position of a table of `len` positions.
+    fn position_bytes(len: usize) -> usize {
+        if len <= NARROW_TABLE_LEN {
+            2
+        } else {
+            4
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            SlotTable::Narrow(t) => t.len(),
+            SlotTable::Wide(t) => t.len(),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        self.len() * SlotTable::position_bytes(self.len())
+    }
+
+    #[inline]
+    fn get(&self, pos: usize) -> u32 {
+        match self {
+            SlotTable::Narrow(t) => match t[pos] {
+                u16::MAX => EMPTY,
+                s => u32::from(s),
+            },
+            SlotTable::Wide(t) => t[pos],
+        }
+    }
+
+    #[inline]
+    fn set(&mut self, pos: usize, slot: u32) {
+        match self {
+            // Narrow tables hold fewer than `u16::MAX` slots (see `FixedEntries::new`).
+            SlotTable::Narrow(t) => t[pos] = if slot == EMPTY { u16::MAX } else { slot as u16 },
+            SlotTable::Wide(t) => t[pos] = slot,
+        }
+    }
+}
+
 /// Entries whose key and value have fixed sizes (see the module note).
 struct FixedEntries {
     key_len: usize,
     entry_len: usize,
-    /// Slot index per table position, or [`EMPTY`]; a power of two long, at most 4/5 full.
-    table: Box<[u32]>,
+    /// Slot index per table position; a power of two long, at most 4/5 full.
+    table: SlotTable,
     mask: usize,
     data: Vec<u8>,
-    referenced: Vec<bool>,
+    /// CLOCK reference bits, one per slot (`cap` bits allocated up front).
+    referenced: Box<[u64]>,
+    len: usize,
     cap: usize,
     hand: usize,
 }
 
 impl FixedEntries {
-    /// The largest store of `key_len + value_len`-byte entries whose table and entries fit in
-    /// `bound` bytes (it may hold none).
+    /// The largest store of `key_len + value_len`-byte entries whose table, entries and
+    /// reference bits fit in `bound` bytes (it may hold none).
     fn new(bound: usize, key_len: usize, value_len: usize) -> FixedEntries {
-        let per_entry = key_len + value_len + 1;
+        let entry_len = key_len + value_len;
         // Try every power-of-two table that fits; keep the one that holds the most entries.
-        let (mut best_len, mut best_cap) = (1usize, 0usize);
+        let (mut best_len, mut best_cap) = (16usize, 0usize);
         let mut table_len = 16usize;
-        while table_len * 4 <= bound && table_len <= 1 << 31 {
-            let cap = ((bound - table_len * 4) / per_entry).min(table_len / 5 * 4);
+        while table_len <= 1 << 31 {
+            let table_bytes = table_len * SlotTable::position_bytes(table_len);
+            if table_bytes > bound {
+                break;
+            }
+            let avail = bound - table_bytes;
+            // Entries plus their reference bits (whole words) within `avail`.
+            let mut cap = (avail * 64 / (64 * entry_len + 8)).min(table_len / 5 * 4);
+            while cap > 0 && cap * entry_len + cap.div_ceil(64) * 8 > avail {
+                cap -= 1;
+            }
             if cap > best_cap {
                 (best_len, best_cap) = (table_len, cap);
             }
@@ -268,22 +349,42 @@ impl FixedEntries {
         }
         FixedEntries {
             key_len,
-            entry_len: key_len + value_len,
-            table: vec![EMPTY; best_len].into_boxed_slice(),
-            mask: best_len - 1,
-            data: Vec::with_capacity(best_cap * (key_len + value_len)),
-            referenced: Vec::with_capacity(best_cap),
+            entry_len,
+            // A store with no slot keeps a one-position table, never probed past.
+            table: SlotTable::new(if best_cap == 0 { 1 } else { best_len }),
+            mask: if best_cap == 0 { 0 } else { best_len - 1 },
+            data: Vec::with_capacity(best_cap * entry_len),
+            referenced: vec![0u64; best_cap.div_ceil(64)].into_boxed_slice(),
+            len: 0,
             cap: best_cap,
             hand: 0,
         }
     }
 
     fn len(&self) -> usize {
-        self.referenced.len()
+        self.len
     }
 
+    /// Charged bytes: the table and the reference bits (allocated up front) and the entries
+    /// held. With no slot at all the store holds and charges nothing.
     fn bytes(&self) -> usize {
-        self.table.len() * 4 + self.len() * (self.entry_len + 1)
+        if self.cap == 0 {
+            return 0;
+        }
+        self.table.bytes() + self.referenced.len() * 8 + self.len * self.entry_len
+    }
+
+    fn is_referenced(&self, slot: usize) -> bool {
+        self.referenced[slot / 64] & (1 << (slot % 64)) != 0
+    }
+
+    fn set_referenced(&mut self, slot: usize, on: bool) {
+        let bit = 1u64 << (slot % 64);
+        if on {
+            self.referenced[slot / 64] |= bit;
+        } else {
+            self.referenced[slot / 64] &= !bit;
+        }
     }
 
     fn key_at(&self, slot: usize) -> &[u8] {
@@ -295,7 +396,7 @@ impl FixedEntries {
     fn find(&self, key: &[u8], hash: u64) -> Option<(usize, usize)> {
         let mut pos = hash as usize & self.mask;
         loop {
-            let s = self.table[pos];
+            let s = self.table.get(pos);
             if s == EMPTY {
                 return None;
             }
@@ -310,7 +411,7 @@ impl FixedEntries {
     fn position_of(&self, slot: usize, hash: u64) -> Option<usize> {
         let mut pos = hash as usize & self.mask;
         loop {
-            match self.table[pos] {
+            match self.table.get(pos) {
                 s if s as usize == slot => return Some(pos),
                 EMPTY => return None,
                 _ => pos = (pos + 1) & self.mask,
@@ -320,7 +421,7 @@ impl FixedEntries {
 
     fn lookup(&mut self, key: &[u8], hash: u64) -> Option<&[u8]> {
         let (_, slot) = self.find(key, hash)?;
-        self.referenced[slot] = true;
+        self.set_referenced(slot, true);
         let at = slot * self.entry_len;
         Some(&self.data[at + self.key_len..at + self.entry_len])
     }
@@ -330,16 +431,16 @@ impl FixedEntries {
     fn clear_position(&mut self, mut pos: usize) {
         let mut next = (pos + 1) & self.mask;
         loop {
-            let s = self.table[next];
+            let s = self.table.get(next);
             if s == EMPTY {
-                self.table[pos] = EMPTY;
+                self.table.set(pos, EMPTY);
                 return;
             }
             let home = key_hash(self.key_at(s as usize)) as usize & self.mask;
             // The entry at `next` may move to `pos` unless its home lies after `pos` (cyclically)
             // on the way to `next`.
             if (next.wrapping_sub(home) & self.mask) >= (next.wrapping_sub(pos) & self.mask) {
-                self.table[pos] = s;
+                self.table.set(pos, s);
                 pos = next;
             }
             next = (next + 1) & self.mask;
@@ -354,13 +455,14 @@ impl FixedEntries {
             let moved_pos = self.position_of(last, key_hash(self.key_at(last)));
             let (from, to) = (last * self.entry_len, slot * self.entry_len);
             self.data.copy_within(from..from + self.entry_len, to);
-            self.referenced[slot] = self.referenced[last];
+            self.set_referenced(slot, self.is_referenced(last));
             if let Some(p) = moved_pos {
-                self.table[p] = slot as u32;
+                self.table.set(p, slot as u32);
             }
         }
         self.data.truncate(last * self.entry_len);
-        self.referenced.truncate(last);
+        self.set_referenced(last, false);
+        self.len = last;
         if self.hand >= self.len() {
             self.hand = 0;
         }
@@ -385,8 +487,8 @@ impl FixedEntries {
         }
         if self.len() == self.cap {
             // Second chance: clear reference bits until an unreferenced slot comes under the hand.
-            while self.referenced[self.hand] {
-                self.referenced[self.hand] = false;
+            while self.is_referenced(self.hand) {
+                self.set_referenced(self.hand, false);
                 self.hand = (self.hand + 1) % self.len();
             }
             let victim = self.hand;
@@ -404,7 +506,7 @@ impl FixedEntries {
             let at = victim * self.entry_len;
             self.data[at..at + self.key_len].copy_from_slice(key);
             self.data[at + self.key_len..at + self.entry_len].copy_from_slice(value);
-            self.referenced[victim] = false;
+            self.set_referenced(victim, false);
             self.hand = (self.hand + 1) % self.len();
             self.place(victim, hash);
             return true;
@@ -412,7 +514,8 @@ impl FixedEntries {
         let slot = self.len();
         self.data.extend_from_slice(key);
         self.data.extend_from_slice(value);
-        self.referenced.push(false);
+        self.set_referenced(slot, false);
+        self.len += 1;
         self.place(slot, hash);
         true
     }
@@ -420,10 +523,10 @@ impl FixedEntries {
     /// Enters `slot` (whose key hashes to `hash`) into the table.
     fn place(&mut self, slot: usize, hash: u64) {
         let mut pos = hash as usize & self.mask;
-        while self.table[pos] != EMPTY {
+        while self.table.get(pos) != EMPTY {
             pos = (pos + 1) & self.mask;
         }
-        self.table[pos] = slot as u32;
+        self.table.set(pos, slot as u32);
     }
 }
 
@@ -539,8 +642,9 @@ mod tests {
         for fixed in [None, Some((8, 8))] {
             let bound = match fixed {
                 None => 3 * byte_cost(&[0; 8], &[0; 8]),
-                // A 16-slot table (64 B) and three 17-byte entries.
-                Some(_) => 64 + 3 * 17,
+                // A 16-position table of two-byte slot indices (32 B), one word of reference
+                // bits and three 16-byte entries.
+                Some(_) => 32 + 8 + 3 * 16,
             };
             let mut s = CacheShard::new(bound, fixed);
             assert!(!s.sketch.enabled(), "a 3-entry shard is plain CLOCK");
@@ -615,9 +719,42 @@ mod tests {
             panic!("a fixed store")
         };
         assert!(e.cap > 100, "{}", e.cap);
-        let in_table = e.table.iter().filter(|&&t| t != EMPTY).count();
+        let in_table = (0..e.table.len())
+            .filter(|&p| e.table.get(p) != EMPTY)
+            .count();
         assert_eq!(in_table, e.len());
+        let bits: u32 = e.referenced.iter().map(|w| w.count_ones()).sum();
+        assert!(
+            bits as usize <= e.len(),
+            "no reference bit past the last slot"
+        );
         for slot in 0..e.len() {
+            let key = e.key_at(slot);
+            assert_eq!(e.find(key, key_hash(key)).map(|f| f.1), Some(slot));
+        }
+    }
+
+    /// A store too big for two-byte slot indices uses four-byte ones, fills to its capacity
+    /// within its bound and finds every entry it holds.
+    #[test]
+    fn a_large_fixed_store_switches_to_wide_slot_indices() {
+        let bound = 5 << 19; // 2.5 MiB
+        let mut s = CacheShard::new(bound, Some((8, 8)));
+        let Entries::Fixed(e) = &s.entries else {
+            panic!("a fixed store")
+        };
+        assert!(matches!(e.table, SlotTable::Wide(_)));
+        let cap = e.cap;
+        assert!(cap > 65_535, "{cap}");
+        for k in 0..cap as u64 + 1000 {
+            s.insert(&kb(k), &k.to_le_bytes(), h(k));
+        }
+        assert!(s.bytes() <= bound);
+        let Entries::Fixed(e) = &s.entries else {
+            panic!("a fixed store")
+        };
+        assert_eq!(e.len(), cap);
+        for slot in (0..e.len()).step_by(97) {
             let key = e.key_at(slot);
             assert_eq!(e.find(key, key_hash(key)).map(|f| f.1), Some(slot));
         }
@@ -673,6 +810,32 @@ mod tests {
                 .collect();
             assert!(used.len() >= ROW_COUNTERS / 2, "row {row} uses {used:?}");
         }
+    }
+
+    /// Counters saturate at 15, and the periodic halving halves both counters of a byte without
+    /// mixing them.
+    #[test]
+    fn sketch_counters_saturate_and_halve_per_nibble() {
+        let mut sk = FrequencySketch::new(32);
+        let (a, b) = (h(1), h(2));
+        for _ in 0..40 {
+            sk.touch(a);
+        }
+        for _ in 0..6 {
+            sk.touch(b);
+        }
+        assert_eq!(sk.estimate(a), 15);
+        let before_b = sk.estimate(b);
+        assert!(before_b >= 6);
+        // The next touch reaches the halving period.
+        sk.adds = 10 * sk.width - 1;
+        sk.touch(h(3));
+        assert_eq!(sk.estimate(a), 7);
+        assert_eq!(sk.estimate(b), before_b / 2);
+        assert!(
+            sk.counters.iter().all(|&c| c & 0x88 == 0),
+            "a nibble above 7"
+        );
     }
 
     #[test]

@@ -24,8 +24,9 @@
 //! - **Bounded CLOCK cache** (second-chance, as AIFM's hot/cold bit; layout in `cache.rs`): each
 //!   shard holds entries up to `cache_bytes / n` (n = 1..64 shards, one per 16 KiB). Keys and
 //!   values of fixed size ([`MapBytes::FIXED_LEN`]: every `Pod` type) live in fixed-size slots
-//!   of one array found through an open-addressing table, charged their real bytes (key, value
-//!   and a reference byte, plus the table); byte strings are charged `2·key + value + ENTRY_OVERHEAD_BYTES`. A hit
+//!   of one array found through an open-addressing table, charged their real bytes (key and
+//!   value, plus the table and a reference bit each); byte strings are charged
+//!   `2·key + value + ENTRY_OVERHEAD_BYTES`. A hit
 //!   sets the entry's reference bit; an insert into a full shard sweeps the hand, clearing bits
 //!   until an unreferenced victim comes up, and the newcomer takes the victim's slot.
 //!   **Admission** (TinyLFU): a per-shard count-min sketch of recent accesses (charged to the
