@@ -294,4 +294,39 @@ mod tests {
         push_entry(&mut expect, b"other", b"x");
         assert_eq!(left, Some(expect));
     }
+
+    /// A get-many of many keys (longer than the store's batch pipeline) answers each key as a
+    /// get does, present or not, and a malformed bucket anywhere in it fails the whole call.
+    #[test]
+    fn get_many_matches_get_and_fails_on_a_malformed_bucket() {
+        let s = Store::new(1 << 20);
+        s.create_ds(5, 0).unwrap();
+        let h = HashIndex::new();
+        for k in (0u32..60).step_by(2) {
+            let (key, value) = (k.to_le_bytes(), [k as u8; 3]);
+            call(
+                &h,
+                &s,
+                HashOp::Put {
+                    key: &key,
+                    value: &value,
+                },
+            )
+            .unwrap();
+        }
+        let keys: Vec<[u8; 4]> = (0u32..60).rev().map(u32::to_le_bytes).collect();
+        let refs: Vec<&[u8]> = keys.iter().map(|k| &k[..]).collect();
+        let many = call(&h, &s, HashOp::GetMany { keys: refs.clone() }).unwrap();
+        let many = decode_get_many(&many, refs.len()).unwrap();
+        for (k, got) in refs.iter().zip(many) {
+            let one = call(&h, &s, HashOp::Get { key: k }).unwrap();
+            assert_eq!(got, decode_get(&one).unwrap(), "key {k:?}");
+        }
+        // A bucket whose entry claims more bytes than it has.
+        s.write(5, bucket_id(b"bad"), &[9, 0, 0, 0, 9, 0, 0, 0, 1])
+            .unwrap();
+        let keys: Vec<&[u8]> = vec![b"a", b"bad", b"b"];
+        let e = call(&h, &s, HashOp::GetMany { keys }).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Protocol, "{e}");
+    }
 }
