@@ -22,7 +22,8 @@
 //!   write-back on eviction). Writes are rare in the workloads this map is for (lookup-heavy
 //!   indexes); a write costs one round trip either way.
 //! - **Bounded CLOCK cache** (second-chance, as AIFM's hot/cold bit; layout in `cache.rs`): each
-//!   shard holds entries up to `cache_bytes / n` (n = 1..64 shards, one per 16 KiB). Keys and
+//!   shard holds entries up to `cache_bytes / n` (n = 1..64 shards, a power of two, about one
+//!   per 16 KiB). Keys and
 //!   values of fixed size ([`MapBytes::FIXED_LEN`]: every `Pod` type) live in fixed-size slots
 //!   of one array found through an open-addressing table, charged their real bytes (key and
 //!   value, plus the table and a reference bit each); byte strings are charged
@@ -228,7 +229,8 @@ impl<K: MapBytes, V: MapBytes> RemHashMap<K, V> {
                 ),
             )
         })?;
-        let shards = (cache_bytes / BYTES_PER_SHARD).clamp(1, MAX_CACHE_SHARDS);
+        // A power of two, so picking a shard is a mask, not a division (on every lookup).
+        let shards = prev_power_of_two((cache_bytes / BYTES_PER_SHARD).clamp(1, MAX_CACHE_SHARDS));
         let per_shard = cache_bytes / shards;
         let fixed = K::FIXED_LEN.zip(V::FIXED_LEN);
         let map = RemHashMap {
@@ -281,7 +283,7 @@ impl<K: MapBytes, V: MapBytes> RemHashMap<K, V> {
 
     fn shard(&self, hash: u64) -> Result<MutexGuard<'_, CacheShard>> {
         let shards = &self.shared.shards;
-        shards[(hash >> 32) as usize % shards.len()]
+        shards[(hash >> 32) as usize & (shards.len() - 1)]
             .lock()
             .map_err(|_| Error::internal("hash map cache shard lock poisoned"))
     }
@@ -389,6 +391,11 @@ impl<K: MapBytes, V: MapBytes> RemHashMap<K, V> {
     }
 }
 
+/// The largest power of two not above `n` (`n >= 1`).
+fn prev_power_of_two(n: usize) -> usize {
+    1 << (usize::BITS - 1 - n.leading_zeros())
+}
+
 fn remote(backend: &dyn Backend, ds: u16, op: HashOp<'_>) -> Result<Vec<u8>> {
     let body = op.encode_body()?;
     backend
@@ -443,6 +450,8 @@ mod tests {
         assert!(String::from_map_bytes(&[0xff]).is_err());
         assert_eq!(Vec::<u8>::from_map_bytes(b"ab").unwrap(), b"ab".to_vec());
         assert_eq!(<[u64; 8]>::FIXED_LEN, Some(64));
+        let powers: Vec<usize> = [1, 2, 3, 63, 64, 65].map(prev_power_of_two).to_vec();
+        assert_eq!(powers, vec![1, 2, 2, 32, 64, 64]);
         assert_eq!(String::FIXED_LEN, None);
     }
 }
