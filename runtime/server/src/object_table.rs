@@ -85,17 +85,25 @@ impl ObjectTable {
         (id.wrapping_mul(PHI) >> self.shift) as usize
     }
 
-    /// The slot holding `id`, if any.
-    fn find(&self, id: ObjectId) -> Option<usize> {
+    /// Where `id` is: `Ok(slot)` holding it, or `Err(slot)`, the empty slot that ends its probe
+    /// run (where an insert puts it; there is always one, the table is at most 3/4 full).
+    fn probe(&self, id: ObjectId) -> Result<usize, usize> {
         let mut i = self.home(id);
         loop {
             let s = &self.slots[i];
-            s.bytes.as_ref()?;
+            if s.bytes.is_none() {
+                return Err(i);
+            }
             if s.id == id {
-                return Some(i);
+                return Ok(i);
             }
             i = (i + 1) & self.mask();
         }
+    }
+
+    /// The slot holding `id`, if any.
+    fn find(&self, id: ObjectId) -> Option<usize> {
+        self.probe(id).ok()
     }
 
     /// Objects held.
@@ -115,39 +123,42 @@ impl ObjectTable {
         prefetch(&self.slots[self.home(id)]);
     }
 
-    /// Inserts or replaces object `id`; returns the bytes it replaced.
+    /// Inserts or replaces object `id`; returns the bytes it replaced. One probe finds the
+    /// slot either way; only a growth probes again, in the new table.
     pub(crate) fn insert(&mut self, id: ObjectId, bytes: Arc<[u8]>) -> Option<Arc<[u8]>> {
-        if let Some(i) = self.find(id) {
-            return self.slots[i].bytes.replace(bytes);
-        }
+        let empty = match self.probe(id) {
+            Ok(i) => return self.slots[i].bytes.replace(bytes),
+            Err(i) => i,
+        };
         if (self.len + 1) * 4 > self.slots.len() * 3 {
             self.grow();
+            self.place(id, bytes);
+        } else {
+            self.fill(empty, id, bytes);
         }
-        let mut i = self.home(id);
-        while self.slots[i].bytes.is_some() {
-            i = (i + 1) & self.mask();
+        None
+    }
+
+    /// Puts `id`, known to be absent, at the end of its probe run.
+    fn place(&mut self, id: ObjectId, bytes: Arc<[u8]>) {
+        if let Err(i) = self.probe(id) {
+            self.fill(i, id, bytes);
         }
-        self.slots[i] = Slot {
+    }
+
+    fn fill(&mut self, slot: usize, id: ObjectId, bytes: Arc<[u8]>) {
+        self.slots[slot] = Slot {
             id,
             bytes: Some(bytes),
         };
         self.len += 1;
-        None
     }
 
     fn grow(&mut self) {
         let old = std::mem::replace(self, ObjectTable::with_slots(self.slots.len() * 2));
         for s in old.slots.into_vec() {
             if let Some(b) = s.bytes {
-                let mut i = self.home(s.id);
-                while self.slots[i].bytes.is_some() {
-                    i = (i + 1) & self.mask();
-                }
-                self.slots[i] = Slot {
-                    id: s.id,
-                    bytes: Some(b),
-                };
-                self.len += 1;
+                self.place(s.id, b);
             }
         }
     }
