@@ -110,7 +110,28 @@ impl<T: Pod> Chunks<T> {
         self.mask + 1
     }
 
-    /// Makes sure `n` chunks exist.
+    /// A second handle on the same objects with its own copy of the segment cache, for a
+    /// container that reaches its chunks from two sides under different locks (`RemQueue`'s
+    /// head and tail). A handle whose cache does not [`cover`](Self::covers) a chunk that the
+    /// other created catches up with [`ensure_chunks`](Self::ensure_chunks).
+    pub(crate) fn share(&self) -> Chunks<T> {
+        Chunks {
+            table: self.table.clone(),
+            segs: self.segs.clone(),
+            seg0: self.seg0,
+            seg0_len: self.seg0_len,
+            shift: self.shift,
+            mask: self.mask,
+            _t: PhantomData,
+        }
+    }
+
+    /// Whether this handle's segment cache reaches chunk `c`.
+    pub(crate) fn covers(&self, c: usize) -> bool {
+        c < self.segs.len() << self.table.seg_shift
+    }
+
+    /// Makes sure `n` chunks exist (and that this handle's cache reaches them).
     pub(crate) fn ensure_chunks(&mut self, n: usize) -> Result<()> {
         self.table.grow_to(n, &mut self.segs)?;
         if let Some(&p) = self.segs.first() {

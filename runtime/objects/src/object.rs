@@ -76,9 +76,18 @@ impl ObjectTable {
     /// pointer words start fresh, so the first dereference makes the zeros locally instead of
     /// fetching them. On failure no object is created (those the backend did take are removed
     /// again).
+    /// A `cache` that another handle of this table left behind (see
+    /// [`Chunks::share`](crate::array::Chunks)) is brought up to date instead.
     pub(crate) fn grow_to(&self, total: usize, cache: &mut Vec<*const PointerWord>) -> Result<()> {
         let have = self.objects() as usize;
         if total <= have {
+            if cache.len() << self.seg_shift < total {
+                let segs = self
+                    .segments
+                    .read()
+                    .map_err(|_| Error::internal("object table lock poisoned"))?;
+                extend_cache(&segs, cache);
+            }
             return Ok(());
         }
         if total - 1 > MAX_OBJ_ID as usize {
@@ -125,9 +134,7 @@ impl ObjectTable {
             self.seg0
                 .store(first.as_ptr().cast_mut(), Ordering::Release);
         }
-        while cache.len() < segs.len() {
-            cache.push(segs[cache.len()].as_ptr());
-        }
+        extend_cache(&segs, cache);
         self.objects.store(total as u32, Ordering::Release);
         Ok(())
     }
@@ -158,6 +165,13 @@ impl ObjectTable {
         // SAFETY: segments are boxed, never moved and never freed before the table drops; `self`
         // is borrowed for the returned lifetime.
         Some(unsafe { &*p })
+    }
+}
+
+/// Appends the addresses of the segments `cache` lacks.
+fn extend_cache(segs: &[Box<[PointerWord]>], cache: &mut Vec<*const PointerWord>) {
+    while cache.len() < segs.len() {
+        cache.push(segs[cache.len()].as_ptr());
     }
 }
 
