@@ -11,6 +11,7 @@ pub mod kvswap;
 pub mod list;
 pub mod net;
 pub mod pipeswitch;
+pub mod queue;
 pub mod scan;
 pub mod sched;
 pub mod share;
@@ -30,6 +31,7 @@ pub const ALL: &[Scenario] = &[
     fetch::SCENARIO,
     scan::SCENARIO,
     list::SCENARIO,
+    queue::SCENARIO,
     evac::SCENARIO,
     copy::SCENARIO,
     taxi::SCENARIO,
