@@ -76,6 +76,7 @@ impl ObjectTable {
     /// pointer words start fresh, so the first dereference makes the zeros locally instead of
     /// fetching them. On failure no object is created (those the backend did take are removed
     /// again).
+    ///
     /// A `cache` that another handle of this table left behind (see
     /// [`Chunks::share`](crate::array::Chunks)) is brought up to date instead.
     pub(crate) fn grow_to(&self, total: usize, cache: &mut Vec<*const PointerWord>) -> Result<()> {

@@ -39,8 +39,9 @@
 //!   only the tail creates chunks, and the head's handle catches up when a run names a chunk
 //!   its cache does not reach yet.
 //!
-//! Pops never dirty a chunk (AIFM's queue neither), and a chunk's slots are written once per
-//! fill, so the evacuator writes a chunk back at most once per fill.
+//! Pops never dirty a chunk (AIFM's queue neither): the evacuator writes a chunk back only for
+//! what pushes wrote into it. As in `RemList`, a reused chunk that was sent away is fetched
+//! again for its first write, stale contents and all (no write-only dereference exists yet).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
