@@ -44,8 +44,10 @@
 //!
 //! `Map` and `Pairwise` need `dst` (and `other`) to have the column's `elem`, `chunk_len` and
 //! `len`; `dst`'s data structure must exist. Integer arithmetic wraps modulo the element width
-//! (so `u8` stays `u8`), division by zero is an error; `f64` follows IEEE. Output chunks are
-//! written full-sized except the last, which holds exactly the remaining elements.
+//! (so `u8` stays `u8`), division by zero is an error; `f64` follows IEEE. Every output chunk
+//! is as long as the input chunk it is computed from, its elements past `len` zeros: a client
+//! that writes its chunk objects full-sized (the object layer does) reads the output back as a
+//! column of its own.
 //!
 //! # Layout
 //!
@@ -102,6 +104,20 @@ pub const COLUMN_FUNCTION: &str = "column";
 /// refused (`InvalidArgument`): their other columns would need the server's ids, which only
 /// [`COLUMN_FUNCTION`] callers have.
 pub const COLUMN_AT_FUNCTION: &str = "column_at";
+
+/// Name under which memory servers register the column function **with data structures**: the
+/// same call and result as [`COLUMN_FUNCTION`], with every column it names placed at a data
+/// structure whose server id prefixes the arguments, as `Backend::compute_with` of the object
+/// layer sends them. This is how a client of the object layer runs `Map` and `Pairwise`:
+///
+/// ```text
+/// args = count u8 | ds u64 * count | column call (as for COLUMN_FUNCTION)
+/// ```
+///
+/// `count` is the number of columns the call names, in the order input, `other` (`Pairwise`),
+/// `dst` (`Map` and `Pairwise`): 1 for a single-column operation, 2 for `Map`, 3 for
+/// `Pairwise`. The call's own `ds` fields are replaced by the prefix.
+pub const COLUMN_WITH_FUNCTION: &str = "column_with";
 
 /// Version byte that opens every column call and result.
 pub const COLUMN_CODEC_VERSION: u8 = 1;
@@ -775,6 +791,51 @@ impl ColumnCall {
     }
 }
 
+impl ColumnCall {
+    /// The columns the call names, in [`COLUMN_WITH_FUNCTION`]'s order: input, `other`, `dst`.
+    pub fn columns_mut(&mut self) -> Vec<&mut ColumnRef> {
+        let mut cols = vec![&mut self.column];
+        match &mut self.op {
+            ColumnOp::Map { dst, .. } => cols.push(dst),
+            ColumnOp::Pairwise { other, dst, .. } => {
+                cols.push(other);
+                cols.push(dst);
+            }
+            _ => {}
+        }
+        cols
+    }
+
+    /// Decodes the arguments of [`COLUMN_WITH_FUNCTION`]: the count, the data-structure ids,
+    /// then a call whose columns are placed at them in order.
+    pub fn decode_with(args: &[u8]) -> Result<ColumnCall> {
+        let (&count, rest) = args
+            .split_first()
+            .ok_or_else(|| protocol(format!("{COLUMN_WITH_FUNCTION} arguments are empty")))?;
+        let ids_len = usize::from(count) * 8;
+        let (ids, body) = rest.split_at_checked(ids_len).ok_or_else(|| {
+            protocol(format!(
+                "{COLUMN_WITH_FUNCTION} arguments announce {count} data-structure ids ({ids_len}                  bytes) but only {} bytes follow",
+                rest.len()
+            ))
+        })?;
+        let mut call = ColumnCall::decode(body)?;
+        let mut cols = call.columns_mut();
+        if cols.len() != usize::from(count) {
+            return Err(Error::invalid(format!(
+                "{COLUMN_WITH_FUNCTION}: the call names {} columns but {count} data-structure                  ids were given",
+                cols.len()
+            )));
+        }
+        for (col, id) in cols.iter_mut().zip(ids.chunks_exact(8)) {
+            let mut raw = [0u8; 8];
+            raw.copy_from_slice(id);
+            col.ds = u64::from_le_bytes(raw);
+        }
+        Ok(call)
+    }
+}
+
 /// Runs `call` on the server behind `client` (its `column` function) and decodes the result.
 pub fn call_column(client: &Client, call: &ColumnCall) -> Result<ColumnResult> {
     let bytes = client.compute(COLUMN_FUNCTION, &call.encode())?;
@@ -822,5 +883,67 @@ mod tests {
         args.extend_from_slice(&map.encode());
         let e = ColumnCall::decode_at(&args).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    }
+
+    fn with_args(ids: &[u64], call: &ColumnCall) -> Vec<u8> {
+        let mut args = vec![ids.len() as u8];
+        for id in ids {
+            args.extend_from_slice(&id.to_le_bytes());
+        }
+        args.extend_from_slice(&call.encode());
+        args
+    }
+
+    #[test]
+    fn column_with_places_every_named_column_from_its_prefix() {
+        let pairwise = |input, other, dst| ColumnCall {
+            op: ColumnOp::Pairwise {
+                op: ArithOp::Sub,
+                other: sum_of(other).column,
+                dst: sum_of(dst).column,
+            },
+            ..sum_of(input)
+        };
+        let args = with_args(&[10, 11, 12], &pairwise(0, 0, 0));
+        assert_eq!(
+            ColumnCall::decode_with(&args).unwrap(),
+            pairwise(10, 11, 12)
+        );
+        let map = ColumnCall {
+            op: ColumnOp::Map {
+                op: ArithOp::Add,
+                value: Scalar::I64(1),
+                dst: sum_of(0).column,
+            },
+            ..sum_of(0)
+        };
+        let placed = ColumnCall {
+            op: ColumnOp::Map {
+                op: ArithOp::Add,
+                value: Scalar::I64(1),
+                dst: sum_of(21).column,
+            },
+            ..sum_of(20)
+        };
+        assert_eq!(
+            ColumnCall::decode_with(&with_args(&[20, 21], &map)).unwrap(),
+            placed
+        );
+        assert_eq!(
+            ColumnCall::decode_with(&with_args(&[5], &sum_of(0))).unwrap(),
+            sum_of(5)
+        );
+        // A count that does not match the columns the call names.
+        for (ids, call) in [(&[1u64][..], &map), (&[1, 2][..], &sum_of(0))] {
+            let e = ColumnCall::decode_with(&with_args(ids, call)).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+        }
+        // Empty, or fewer id bytes than announced: protocol errors.
+        for bad in [&[][..], &args[..9]] {
+            assert_eq!(
+                ColumnCall::decode_with(bad).unwrap_err().kind(),
+                ErrorKind::Protocol
+            );
+        }
     }
 }

@@ -18,6 +18,7 @@
 //! | `sum_u64` | wrapping sum of every object read as little-endian `u64` words           |
 //! | `column`  | args/result: `farmem_net::compute::ColumnCall` / `ColumnResult` encodings: count, sum, min, max, mean, median, unique, histogram, buckets, filter, count-where, gather, map and pairwise ops on a chunked column ([`crate::columns`]) |
 //! | `column_at` | as `column`, with the arguments prefixed by the input column's data-structure id (u64 LE), as `Backend::compute` sends them; single-column ops only |
+//! | `column_with` | as `column`, with the arguments prefixed by a count and the data-structure ids (u64 LE) of every column the call names, as `Backend::compute_with` sends them; how a client runs map and pairwise |
 //! | `hash_index` | args/result: `farmem_net::hash` encodings: get, put, remove, len, get-many, clear on a far-memory hash map's server-side index ([`crate::hash_index`]) |
 //!
 //! # How to add one
@@ -94,7 +95,8 @@ impl FunctionRegistry {
         FunctionRegistry::default()
     }
 
-    /// A registry holding the built-ins (`count`, `sum_u64`, `column`, `column_at`, `hash_index`).
+    /// A registry holding the built-ins (`count`, `sum_u64`, `column`, `column_at`,
+    /// `column_with`, `hash_index`).
     pub fn with_builtins() -> FunctionRegistry {
         let mut r = FunctionRegistry::empty();
         r.insert("count", Arc::new(count));
@@ -106,6 +108,10 @@ impl FunctionRegistry {
         r.insert(
             farmem_net::compute::COLUMN_AT_FUNCTION,
             Arc::new(crate::columns::column_at),
+        );
+        r.insert(
+            farmem_net::compute::COLUMN_WITH_FUNCTION,
+            Arc::new(crate::columns::column_with),
         );
         r.insert(
             farmem_net::hash::HASH_INDEX_FUNCTION,

@@ -16,6 +16,8 @@
 //!   by the `Value` trait, so one generic implementation serves all six element types; map
 //!   results are narrowed back by truncation, which is wrapping arithmetic modulo the width.
 //! - **Writes** (`Map`, `Pairwise`) compute an output chunk under the input chunk's read lock,
+//!   as long as the input chunk's object (elements past `len` written as zeros, so a client's
+//!   fixed-size chunk objects read back whole; never sized from the client's `chunk_len`),
 //!   release it, then store the chunk with [`StoreView::write_objects`] (never under a read lock,
 //!   so `dst` may equal the input). A failure half-way (server full) leaves the chunks before it
 //!   written; the call's error says which chunk failed.
@@ -42,6 +44,14 @@ pub fn column(store: &StoreView<'_>, args: &[u8]) -> Result<Vec<u8>> {
 /// (what a client's `Backend::compute` sends).
 pub fn column_at(store: &StoreView<'_>, args: &[u8]) -> Result<Vec<u8>> {
     let call = ColumnCall::decode_at(args)?;
+    Ok(run(store, &call)?.encode())
+}
+
+/// The registered `column_with` function ([`farmem_net::compute::COLUMN_WITH_FUNCTION`]): the
+/// same call, every column it names placed at the data structures whose ids prefix the
+/// arguments (what a client's `Backend::compute_with` sends).
+pub fn column_with(store: &StoreView<'_>, args: &[u8]) -> Result<Vec<u8>> {
+    let call = ColumnCall::decode_with(args)?;
     Ok(run(store, &call)?.encode())
 }
 
@@ -211,6 +221,17 @@ fn with_chunk<R>(
     c: u64,
     f: impl FnOnce(&[u8]) -> Result<R>,
 ) -> Result<R> {
+    with_chunk_sized(store, col, c, |bytes, _| f(bytes))
+}
+
+/// [`with_chunk`], also telling `f` the chunk object's whole length in bytes (elements past
+/// `len` included), which an output chunk copies.
+fn with_chunk_sized<R>(
+    store: &StoreView<'_>,
+    col: &ColumnRef,
+    c: u64,
+    f: impl FnOnce(&[u8], usize) -> Result<R>,
+) -> Result<R> {
     let size = col.elem.size();
     let first = c.saturating_mul(col.chunk_len);
     let want = col.chunk_len.min(col.len.saturating_sub(first));
@@ -252,7 +273,7 @@ fn with_chunk<R>(
             )));
         }
         // `want <= held`, so this is within `data` and fits usize.
-        f(&data[..want as usize * size])
+        f(&data[..want as usize * size], data.len())
     })?
 }
 
@@ -494,11 +515,12 @@ fn run_typed<V: Value>(store: &StoreView<'_>, call: &ColumnCall) -> Result<Colum
             store.len(col.ds)?;
             store.len(dst.ds)?;
             for c in 0..col.chunk_count() {
-                let out = with_chunk(store, col, c, |bytes| {
-                    let mut out = Vec::with_capacity(bytes.len());
+                let out = with_chunk_sized(store, col, c, |bytes, whole| {
+                    let mut out = Vec::with_capacity(whole);
                     for e in bytes.chunks_exact(size) {
                         V::decode(e).arith(*op, value)?.encode(size, &mut out);
                     }
+                    out.resize(whole, 0);
                     Ok(out)
                 })?;
                 store_chunk(store, dst, c, &out)?;
@@ -513,13 +535,14 @@ fn run_typed<V: Value>(store: &StoreView<'_>, call: &ColumnCall) -> Result<Colum
             store.len(dst.ds)?;
             for c in 0..col.chunk_count() {
                 let rhs = with_chunk(store, other, c, |bytes| Ok(bytes.to_vec()))?;
-                let out = with_chunk(store, col, c, |bytes| {
-                    let mut out = Vec::with_capacity(bytes.len());
+                let out = with_chunk_sized(store, col, c, |bytes, whole| {
+                    let mut out = Vec::with_capacity(whole);
                     for (a, b) in bytes.chunks_exact(size).zip(rhs.chunks_exact(size)) {
                         V::decode(a)
                             .arith(*op, V::decode(b))?
                             .encode(size, &mut out);
                     }
+                    out.resize(whole, 0);
                     Ok(out)
                 })?;
                 store_chunk(store, dst, c, &out)?;
@@ -595,6 +618,61 @@ mod tests {
         assert_eq!(
             ColumnResult::decode(&out).unwrap(),
             ColumnResult::IntSum(12)
+        );
+    }
+
+    fn i64s(vs: &[i64]) -> Vec<u8> {
+        vs.iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
+
+    // What a client's `Backend::compute_with` sends for `Pairwise`: three server ids, then the
+    // call. The output chunks are as long as the input's (full-sized objects, as the object
+    // layer writes them), zeros past `len`.
+    #[test]
+    fn column_with_runs_pairwise_on_the_prefixed_data_structures() {
+        let store = Store::new(1 << 20);
+        for ds in [42, 43, 44] {
+            store.create_ds(ds, 0).unwrap();
+        }
+        // 5 rows in chunks of 3; the last chunk object is full-sized with garbage past len.
+        store.write(42, 0, &i64s(&[10, 20, 30])).unwrap();
+        store.write(42, 1, &i64s(&[40, 50, 777])).unwrap();
+        store.write(43, 0, &i64s(&[1, 2, 3])).unwrap();
+        store.write(43, 1, &i64s(&[4, 5, 888])).unwrap();
+        let col = ColumnRef {
+            ds: 0,
+            elem: ElemType::I64,
+            chunk_len: 3,
+            len: 5,
+        };
+        let call = ColumnCall {
+            column: col,
+            op: ColumnOp::Pairwise {
+                op: ArithOp::Sub,
+                other: col,
+                dst: col,
+            },
+        };
+        let mut args = vec![3u8];
+        for id in [42u64, 43, 44] {
+            args.extend_from_slice(&id.to_le_bytes());
+        }
+        args.extend_from_slice(&call.encode());
+        let view = StoreView::new(&store);
+        let r = crate::agent::FunctionRegistry::with_builtins();
+        let out = r
+            .call(farmem_net::compute::COLUMN_WITH_FUNCTION, &view, &args)
+            .unwrap();
+        assert_eq!(ColumnResult::decode(&out).unwrap(), ColumnResult::Count(5));
+        let chunk = |obj| {
+            view.with_object(44, obj, |d| d.map(|d| d.to_vec()))
+                .unwrap()
+        };
+        assert_eq!(chunk(0), Some(i64s(&[9, 18, 27])));
+        assert_eq!(
+            chunk(1),
+            Some(i64s(&[36, 45, 0])),
+            "full-sized, zero past len"
         );
     }
 }
