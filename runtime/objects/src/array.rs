@@ -131,14 +131,26 @@ impl<T: Pod> Chunks<T> {
         c < self.segs.len() << self.table.seg_shift
     }
 
+    /// Makes chunks `0..n` of this core, which has none yet, the remote objects the backend
+    /// already holds (see [`ObjectTable::adopt_remote`]).
+    pub(crate) fn adopt_remote(&mut self, n: usize) -> Result<()> {
+        self.table.adopt_remote(n, &mut self.segs)?;
+        self.refresh_seg0();
+        Ok(())
+    }
+
     /// Makes sure `n` chunks exist (and that this handle's cache reaches them).
     pub(crate) fn ensure_chunks(&mut self, n: usize) -> Result<()> {
         self.table.grow_to(n, &mut self.segs)?;
+        self.refresh_seg0();
+        Ok(())
+    }
+
+    fn refresh_seg0(&mut self) {
         if let Some(&p) = self.segs.first() {
             self.seg0 = p;
             self.seg0_len = self.table.seg_len();
         }
-        Ok(())
     }
 
     #[inline(always)]

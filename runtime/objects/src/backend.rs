@@ -186,6 +186,23 @@ pub trait Backend: Send + Sync + 'static {
             ),
         ))
     }
+    /// Runs the memory server's remote function `function` next to data structure `ds` and the
+    /// data structures `with`, for a call that names several (the remote agent's `Map` and
+    /// `Pairwise` write one column from others). They must be on one server: the function
+    /// receives the number of structures (`1 + with.len()`, one byte), the server's ids of `ds`
+    /// and of each of `with` in order (u64 little-endian each), then `args`. Every structure is
+    /// created on the server first if it does not exist yet. Fails with `Unsupported` where
+    /// they cannot be together on one server, or (the default) without a remote agent.
+    fn compute_with(&self, ds: u16, with: &[u16], function: &str, args: &[u8]) -> Result<Vec<u8>> {
+        let _ = args;
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            format!(
+                "this backend runs no remote functions over several data structures (asked for \
+                 {function:?} on {ds} with {with:?})"
+            ),
+        ))
+    }
 }
 
 const SHARDS: usize = 64;

@@ -91,12 +91,7 @@ impl ObjectTable {
             }
             return Ok(());
         }
-        if total - 1 > MAX_OBJ_ID as usize {
-            return Err(Error::invalid(format!(
-                "container needs {total} objects, more than {}; use larger chunks",
-                MAX_OBJ_ID + 1
-            )));
-        }
+        check_object_count(total)?;
         let created = if self.inner.config.reserve_far_on_grow {
             self.inner
                 .backend
@@ -114,6 +109,38 @@ impl ObjectTable {
                 self.ds
             )));
         }
+        self.add_objects(total, cache, 0)
+    }
+
+    /// Makes objects `0..total` of this table, which has none yet, exist as the **remote**
+    /// objects the backend already holds (a remote function wrote them, e.g. the agent's
+    /// `Map`): their pointer words start remote, so the first dereference fetches them. Nothing
+    /// is created on the backend.
+    pub(crate) fn adopt_remote(
+        &self,
+        total: usize,
+        cache: &mut Vec<*const PointerWord>,
+    ) -> Result<()> {
+        if self.objects() != 0 {
+            return Err(Error::invalid(format!(
+                "container {} already has {} objects: only an empty one adopts remote objects",
+                self.ds,
+                self.objects()
+            )));
+        }
+        check_object_count(total)?;
+        self.add_objects(total, cache, total)
+    }
+
+    /// Raises the object count to `total`, adding segments as needed: words of objects below
+    /// `remote_below` start remote, the others fresh (callers pass 0, or adopt into a table
+    /// with no segment yet, so every remote word is a new one).
+    fn add_objects(
+        &self,
+        total: usize,
+        cache: &mut Vec<*const PointerWord>,
+        remote_below: usize,
+    ) -> Result<()> {
         let mut segs = self
             .segments
             .write()
@@ -124,7 +151,12 @@ impl ObjectTable {
             let seg: Box<[PointerWord]> = (0..seg_len)
                 .map(|k| {
                     let obj = (base + k).min(MAX_OBJ_ID as usize) as u32;
-                    RemoteId::new(self.ds, obj, self.object_bytes).map(PointerWord::new_fresh)
+                    let id = RemoteId::new(self.ds, obj, self.object_bytes)?;
+                    Ok(if base + k < remote_below {
+                        PointerWord::new_remote(id)
+                    } else {
+                        PointerWord::new_fresh(id)
+                    })
                 })
                 .collect::<Result<_>>()?;
             segs.push(seg);
@@ -167,6 +199,17 @@ impl ObjectTable {
         // is borrowed for the returned lifetime.
         Some(unsafe { &*p })
     }
+}
+
+/// An error unless `total` objects have ids that fit.
+fn check_object_count(total: usize) -> Result<()> {
+    if total > 0 && total - 1 > MAX_OBJ_ID as usize {
+        return Err(Error::invalid(format!(
+            "container needs {total} objects, more than {}; use larger chunks",
+            MAX_OBJ_ID + 1
+        )));
+    }
+    Ok(())
 }
 
 /// Appends the addresses of the segments `cache` lacks.

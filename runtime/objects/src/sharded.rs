@@ -340,6 +340,45 @@ impl Backend for ShardedBackend {
             Ok(out)
         })
     }
+
+    /// `ds` must hold data already (be placed); each of `with` not placed yet is placed on
+    /// `ds`'s server by this call (under its stripe lock, published once the call succeeded),
+    /// and one placed on another server makes the call `Unsupported` (a remote function reaches
+    /// only its own server's data).
+    fn compute_with(&self, ds: u16, with: &[u16], function: &str, args: &[u8]) -> Result<Vec<u8>> {
+        let s = self.placed_or_not_found(ds, 0)?;
+        let mut stripes: Vec<usize> = with
+            .iter()
+            .filter(|&&w| self.server_of(w).is_none())
+            .map(|&w| usize::from(w) % PLACING_STRIPES)
+            .collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        // Ascending stripe order: two such calls cannot wait for each other.
+        let _held: Vec<_> = stripes.iter().map(|&i| self.placing[i].lock()).collect();
+        if let Some(&w) = with
+            .iter()
+            .find(|&&w| self.server_of(w).is_some_and(|x| x != s))
+        {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "remote function {function}: data structure {w} is on server {:?} and {ds} on \
+                     server {s}; a call over several must find them on one",
+                    self.server_of(w)
+                ),
+            ));
+        }
+        let out = self.servers[s].compute_with(ds, with, function, args)?;
+        self.charge(s, args.len());
+        for &w in with {
+            if self.server_of(w).is_none() {
+                // `s` < MAX_SHARDED_SERVERS (checked at construction).
+                self.placement[usize::from(w)].store(s as u8, Ordering::Release);
+            }
+        }
+        Ok(out)
+    }
 }
 
 impl std::fmt::Debug for ShardedBackend {

@@ -570,9 +570,33 @@ impl Backend for TcpBackend {
         let mut full = Vec::with_capacity(8 + args.len());
         full.extend_from_slice(&self.server_ds(ds).to_le_bytes());
         full.extend_from_slice(args);
+        self.compute_full(ds, function, &full)
+    }
+
+    fn compute_with(&self, ds: u16, with: &[u16], function: &str, args: &[u8]) -> Result<Vec<u8>> {
+        let count = u8::try_from(1 + with.len()).map_err(|_| {
+            Error::invalid(format!(
+                "remote function {function}: {} data structures, at most 255",
+                1 + with.len()
+            ))
+        })?;
+        let mut full = Vec::with_capacity(1 + 8 * usize::from(count) + args.len());
+        full.push(count);
+        for d in std::iter::once(ds).chain(with.iter().copied()) {
+            self.ensure_created(d)?;
+            full.extend_from_slice(&self.server_ds(d).to_le_bytes());
+        }
+        full.extend_from_slice(args);
+        self.compute_full(ds, function, &full)
+    }
+}
+
+impl TcpBackend {
+    /// Sends a compute request whose arguments already carry the server's ids.
+    fn compute_full(&self, ds: u16, function: &str, full: &[u8]) -> Result<Vec<u8>> {
         let req = Request::Compute {
             function,
-            args: &full,
+            args: full,
         };
         match self.call(&req) {
             Ok(Response::Computed(r)) => Ok(r),
@@ -586,9 +610,7 @@ impl Backend for TcpBackend {
             )
         })
     }
-}
 
-impl TcpBackend {
     /// Payload bytes one batch frame may carry: half the negotiated bound, leaving room for the
     /// per-object framing.
     fn frame_budget(&self) -> usize {

@@ -54,6 +54,26 @@ impl<T: Pod> RemVec<T> {
             .ensure_chunks(want.div_ceil(self.core.chunk_len()))
     }
 
+    /// Takes as its contents `len` elements that a remote function wrote into this vector's
+    /// data structure on the memory server (for instance the remote agent's `Map` or
+    /// `Pairwise`, through [`Backend::compute_with`](crate::Backend::compute_with) with this
+    /// vector's [`ds_id`](Self::ds_id)): chunk objects `0..len.div_ceil(chunk_len)`, each
+    /// full-sized. The chunks stay remote until first used, and nothing is written. Only an
+    /// empty vector that never had chunks may adopt (`InvalidArgument` otherwise); a missing
+    /// or short chunk shows up when it is read.
+    pub fn adopt_remote(&mut self, len: usize) -> Result<()> {
+        if self.len != 0 {
+            return Err(Error::invalid(format!(
+                "adopting {len} remote elements into a RemVec that holds {}",
+                self.len
+            )));
+        }
+        self.core
+            .adopt_remote(len.div_ceil(self.core.chunk_len()))?;
+        self.len = len;
+        Ok(())
+    }
+
     /// Removes and returns the last element.
     pub fn pop(&mut self, scope: &DerefScope<'_>) -> Result<Option<T>> {
         if self.len == 0 {

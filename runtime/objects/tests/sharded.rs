@@ -7,7 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use farmem_objects::{
-    Backend, ErrorKind, FarMemory, InProcessBackend, RemArray, RemHashMap, ShardedBackend,
+    Backend, ErrorKind, FarMemory, InProcessBackend, RemArray, RemHashMap, RemVec, ShardedBackend,
 };
 use farmem_server::ServerHandle;
 use rand::{Rng, SeedableRng};
@@ -268,4 +268,94 @@ fn a_dead_server_fails_only_the_containers_placed_on_it() {
         assert!(arr.to_vec(&mut scope).unwrap() == *model);
     }
     drop(b);
+}
+
+/// The remote agent's `Pairwise` over a `ShardedBackend` via `compute_with`: a fresh output
+/// vector is placed on its inputs' server, and the vector adopts what the server wrote; an input
+/// placed on the other server makes the call `Unsupported`.
+#[test]
+fn compute_with_places_the_output_beside_its_inputs_and_refuses_split_inputs() {
+    use farmem_net::compute::{ArithOp, ColumnCall, ColumnOp, ColumnRef, ElemType};
+    let (s1, s2) = (server(), server());
+    let sharded = over_tcp(&[&s1, &s2]);
+    let fm = FarMemory::new(small_local(), sharded.clone()).unwrap();
+    let n = 20_011usize; // a partial last chunk
+    let mut scope = fm.scope();
+    let mut vecs: Vec<RemVec<i64>> = Vec::new();
+    // Enough vectors that two land on different servers and two on the same one.
+    for k in 0..8i64 {
+        let mut v = fm.vec::<i64>().unwrap();
+        let vals: Vec<i64> = (0..n as i64).map(|i| i * (k + 1) - 7).collect();
+        v.extend_from_slice(&vals, &mut scope).unwrap();
+        v.flush().unwrap();
+        vecs.push(v);
+    }
+    drop(scope);
+    let server = |v: &RemVec<i64>| sharded.server_of(v.ds_id()).unwrap();
+    let (a, b) = (0..8)
+        .flat_map(|i| (0..8).map(move |j| (i, j)))
+        .find(|&(i, j)| i != j && server(&vecs[i]) == server(&vecs[j]))
+        .unwrap();
+    let split = (0..8)
+        .find(|&j| server(&vecs[j]) != server(&vecs[a]))
+        .unwrap();
+    let col = ColumnRef {
+        ds: 0,
+        elem: ElemType::I64,
+        chunk_len: vecs[a].chunk_len() as u64,
+        len: n as u64,
+    };
+    let call = ColumnCall {
+        column: col,
+        op: ColumnOp::Pairwise {
+            op: ArithOp::Sub,
+            other: col,
+            dst: col,
+        },
+    }
+    .encode();
+    let fn_name = farmem_net::compute::COLUMN_WITH_FUNCTION;
+
+    let mut dst = fm.vec::<i64>().unwrap();
+    assert_eq!(sharded.server_of(dst.ds_id()), None);
+    let mut not_empty = fm.vec::<i64>().unwrap();
+    not_empty.push(1, &fm.scope()).unwrap();
+    let e = not_empty.adopt_remote(5).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    sharded
+        .compute_with(
+            vecs[a].ds_id(),
+            &[vecs[b].ds_id(), dst.ds_id()],
+            fn_name,
+            &call,
+        )
+        .unwrap();
+    assert_eq!(sharded.server_of(dst.ds_id()), Some(server(&vecs[a])));
+    dst.adopt_remote(n).unwrap();
+    assert_eq!(dst.resident_chunks(), 0, "adopted chunks start remote");
+    let got = dst.to_vec(&mut fm.scope()).unwrap();
+    let (ka, kb) = (a as i64 + 1, b as i64 + 1);
+    assert_eq!(got.len(), n);
+    assert!(
+        got.iter()
+            .enumerate()
+            .all(|(i, &v)| v == (i as i64 * ka - 7) - (i as i64 * kb - 7)),
+        "the adopted vector holds what the server computed"
+    );
+
+    let other = fm.vec::<i64>().unwrap();
+    let e = sharded
+        .compute_with(
+            vecs[a].ds_id(),
+            &[vecs[split].ds_id(), other.ds_id()],
+            fn_name,
+            &call,
+        )
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    assert_eq!(
+        sharded.server_of(other.ds_id()),
+        None,
+        "a refused call places nothing"
+    );
 }
