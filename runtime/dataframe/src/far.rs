@@ -59,7 +59,9 @@
 //! run on the memory server instead (AIFM's remote agent): each override first asks
 //! `far_offload.rs`, which decides by the storage's [`OffloadPolicy`] and the column's
 //! residency, flushes the column's dirty chunks, and calls the server's `column_at` function;
-//! when it declines, the local path below runs. Both give identical results.
+//! when it declines, the local path below runs. Both give identical results. `zip_i64` (the
+//! plain form, with no `Seen` closure) may likewise make its new column on the server
+//! (`far_offload.rs`, "A new column on the server").
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -247,6 +249,15 @@ impl<T: Element> FarColumn<T> {
 
     pub(crate) fn values(&self) -> &RemVec<FarElement<T>> {
         &self.values
+    }
+
+    pub(crate) fn values_mut(&mut self) -> &mut RemVec<FarElement<T>> {
+        &mut self.values
+    }
+
+    /// A new, empty column of another element type in the same instance and storage.
+    pub(crate) fn new_sibling<U: Element>(&self) -> Result<FarColumn<U>> {
+        FarColumn::new_in(&self.far, &self.offload)
     }
 
     pub(crate) fn far_memory(&self) -> &Arc<FarMemory> {
@@ -605,6 +616,22 @@ impl Storage for FarStorage {
             start = end;
         }
         Ok(outs)
+    }
+
+    // Without a `Seen` closure nothing needs the new values here, so the memory server may
+    // compute the column next to its inputs (far_offload's module note); the `_seen` form
+    // always runs locally.
+    fn zip_i64(
+        &self,
+        a: &FarColumn<i64>,
+        b: &FarColumn<i64>,
+        op: BinaryOp,
+    ) -> Result<FarColumn<i64>> {
+        same_len(&[a.len(), b.len()], "zip_i64")?;
+        if let Some(out) = a.remote_pairwise(b, op)? {
+            return Ok(out);
+        }
+        self.zip_i64_seen(a, b, op, &mut |_| {})
     }
 
     fn zip_i64_seen(

@@ -52,19 +52,38 @@
 //! offloaded as `MedianPair`: the server selects the two middle elements and the client
 //! averages them as the local path does (the server's own `Median` is the lower median, which
 //! is not the DataFrame's). Not offloaded: `count` (it is the column's length, known locally),
-//! `gather` and the row-wise operations (they create far columns, which the server's
-//! `Map`/`Pairwise` cannot name through `column_at`), and `group_median` (it reads two columns).
+//! `gather`, the row-wise operations other than `zip_i64` (the server has no timestamp parts
+//! or haversine), every `_seen` form (its closure needs the new values here), and
+//! `group_median` (it reads two columns).
+//!
+//! # A new column on the server: `zip_i64`
+//!
+//! [`Storage::zip_i64`](crate::Storage::zip_i64) of a far storage may compute `a[i] op b[i]`
+//! where its inputs are (the agent's `Pairwise`), writing a new column that never crosses the
+//! network: locally it would fetch both inputs and later write the output back, three columns'
+//! worth of traffic. The decision is the aggregates' (`Auto`: the inputs' residency, counted
+//! over both, below [`AUTO_RESIDENT_PERCENT`], and at least [`AUTO_MIN_CHUNKS`] chunks). Then:
+//!
+//! 1. Flush both inputs; make an empty output column in the same instance.
+//! 2. `Backend::compute_with(a, [b, out], "column_with", call)`: the backend prefixes the
+//!    server's ids of all three structures (a sharded backend places the new one on the inputs'
+//!    server, and refuses inputs on two servers with `Unsupported`, which runs this zip
+//!    locally). The server writes the output's chunks full-sized, like the client's own.
+//! 3. The output adopts them (`RemVec::adopt_remote`): its chunks start remote and are fetched
+//!    on first use, so reading it, or offloading an aggregate of it, behaves like any column.
+//!    On a failure after the call started, the chunks the server wrote are removed again.
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 use farmem_error::{Error, ErrorKind, Result};
 use farmem_net::compute::{
     self as wire, ColumnCall, ColumnOp, ColumnRef, ColumnResult, ElemType, Scalar,
-    COLUMN_AT_FUNCTION,
+    COLUMN_AT_FUNCTION, COLUMN_WITH_FUNCTION,
 };
 
 use crate::element::{CmpOp, Element, RowSet};
 use crate::far::FarColumn;
+use crate::storage::BinaryOp;
 
 /// Where a [`FarStorage`](crate::FarStorage)'s offloadable operations run (module note).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -292,41 +311,11 @@ impl<T: Element> FarColumn<T> {
         let Some(elem) = elem_type::<T>() else {
             return ctl.ran_locally();
         };
-        if self.values().is_empty()
-            || ctl.agent.load(Ordering::Relaxed) == AGENT_ABSENT
-            || result_bytes > MAX_RESULT_BYTES
-        {
+        if !self.runs_remotely(&[], result_bytes, auto_resident_percent) {
             return ctl.ran_locally();
         }
         let values = self.values();
         let backend = self.far_memory().backend();
-        match ctl.policy() {
-            OffloadPolicy::Never => return ctl.ran_locally(),
-            OffloadPolicy::Always => {}
-            OffloadPolicy::Auto => {
-                let chunks = values.num_chunks();
-                if chunks < AUTO_MIN_CHUNKS
-                    || values.resident_chunks() * 100 >= chunks * auto_resident_percent
-                {
-                    return ctl.ran_locally();
-                }
-            }
-        }
-        if ctl.agent.load(Ordering::Relaxed) == AGENT_UNKNOWN {
-            // Ask once, before flushing for nothing: a backend without a remote agent answers
-            // `Unsupported`; one with it refuses the empty arguments (a protocol error).
-            let probe = backend.compute(values.ds_id(), COLUMN_AT_FUNCTION, &[]);
-            let unsupported = matches!(&probe, Err(e) if e.kind() == ErrorKind::Unsupported);
-            let agent = if unsupported {
-                AGENT_ABSENT
-            } else {
-                AGENT_PRESENT
-            };
-            ctl.agent.store(agent, Ordering::Relaxed);
-            if unsupported {
-                return ctl.ran_locally();
-            }
-        }
         let flushed = values.flush()?;
         ctl.flushed.fetch_add(flushed as u64, Ordering::Relaxed);
         let call = ColumnCall {
@@ -353,6 +342,145 @@ impl<T: Element> FarColumn<T> {
                 call.op,
                 T::NAME,
                 values.len()
+            ))),
+        }
+    }
+
+    /// Whether an operation over this column and `others` (its further inputs) runs on the
+    /// server (module note): by the policy, under `Auto` by the inputs' residency (counted
+    /// over all of them), and only where the backend has a remote agent (asked once). The
+    /// caller counts a local run when it does not.
+    fn runs_remotely(
+        &self,
+        others: &[&FarColumn<T>],
+        result_bytes: usize,
+        auto_resident_percent: usize,
+    ) -> bool {
+        let ctl = self.offload_state();
+        let values = self.values();
+        if values.is_empty()
+            || elem_type::<T>().is_none()
+            || ctl.agent.load(Ordering::Relaxed) == AGENT_ABSENT
+            || result_bytes > MAX_RESULT_BYTES
+        {
+            return false;
+        }
+        match ctl.policy() {
+            OffloadPolicy::Never => return false,
+            OffloadPolicy::Always => {}
+            OffloadPolicy::Auto => {
+                let inputs = std::iter::once(self).chain(others.iter().copied());
+                let (chunks, resident) = inputs.fold((0, 0), |(c, r), col| {
+                    (
+                        c + col.values().num_chunks(),
+                        r + col.values().resident_chunks(),
+                    )
+                });
+                if values.num_chunks() < AUTO_MIN_CHUNKS
+                    || resident * 100 >= chunks * auto_resident_percent
+                {
+                    return false;
+                }
+            }
+        }
+        if ctl.agent.load(Ordering::Relaxed) == AGENT_UNKNOWN {
+            // Ask once, before flushing for nothing: a backend without a remote agent answers
+            // `Unsupported`; one with it refuses the empty arguments (a protocol error).
+            let probe =
+                self.far_memory()
+                    .backend()
+                    .compute(values.ds_id(), COLUMN_AT_FUNCTION, &[]);
+            let unsupported = matches!(&probe, Err(e) if e.kind() == ErrorKind::Unsupported);
+            let agent = if unsupported {
+                AGENT_ABSENT
+            } else {
+                AGENT_PRESENT
+            };
+            ctl.agent.store(agent, Ordering::Relaxed);
+            if unsupported {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// `self[i] <op> other[i]` for every row, computed on the memory server into a new column
+    /// that stays there (the agent's `Pairwise`, through `column_with`), if it runs there:
+    /// `Ok(None)` means run it locally. The inputs must have equal lengths (the caller checks)
+    /// and live in the same instance. Under `Auto` the inputs' residency decides, counted over
+    /// both; the new column's chunks start remote, so nothing but the call crosses the network.
+    pub(crate) fn remote_pairwise(
+        &self,
+        other: &FarColumn<T>,
+        op: BinaryOp,
+    ) -> Result<Option<FarColumn<T>>> {
+        let ctl = self.offload_state();
+        let (Some(elem), true) = (
+            elem_type::<T>(),
+            std::sync::Arc::ptr_eq(self.far_memory(), other.far_memory())
+                && self.values().chunk_len() == other.values().chunk_len()
+                && self.values().len() == other.values().len(),
+        ) else {
+            return ctl.ran_locally();
+        };
+        if !self.runs_remotely(&[other], 16, AUTO_RESIDENT_PERCENT) {
+            return ctl.ran_locally();
+        }
+        let mut flushed = self.values().flush()?;
+        flushed += other.values().flush()?;
+        ctl.flushed.fetch_add(flushed as u64, Ordering::Relaxed);
+        let mut out: FarColumn<T> = self.new_sibling()?;
+        let len = self.values().len();
+        let shape = ColumnRef {
+            ds: 0,
+            elem,
+            chunk_len: self.values().chunk_len() as u64,
+            len: len as u64,
+        };
+        let call = ColumnCall {
+            column: shape,
+            op: ColumnOp::Pairwise {
+                op: match op {
+                    BinaryOp::Add => wire::ArithOp::Add,
+                    BinaryOp::Sub => wire::ArithOp::Sub,
+                },
+                other: shape,
+                dst: shape,
+            },
+        };
+        let backend = self.far_memory().backend();
+        let dst = out.values().ds_id();
+        let ran = backend
+            .compute_with(
+                self.values().ds_id(),
+                &[other.values().ds_id(), dst],
+                COLUMN_WITH_FUNCTION,
+                &call.encode(),
+            )
+            .and_then(|bytes| ColumnResult::decode(&bytes));
+        let failed = |e: Error| {
+            // Chunks the server wrote before failing are not the new column's (it has none):
+            // take them away again.
+            for c in 0..len.div_ceil(self.values().chunk_len()) as u32 {
+                let _ = backend.remove(dst, c);
+            }
+            e
+        };
+        match ran {
+            Ok(ColumnResult::Count(n)) if n == len as u64 => {
+                out.values_mut().adopt_remote(len).map_err(failed)?;
+                ctl.offloaded.fetch_add(1, Ordering::Relaxed);
+                Ok(Some(out))
+            }
+            Ok(r) => Err(failed(bad_result(format!(
+                "{r:?} for a {len}-row pairwise"
+            )))),
+            // Refused without running: the inputs are on two servers (a sharded backend). The
+            // agent is there, so only this op runs locally.
+            Err(e) if e.kind() == ErrorKind::Unsupported => ctl.ran_locally(),
+            Err(e) => Err(failed(e).with_context(format!(
+                "offloading {op:?} of two {} columns of {len} rows",
+                T::NAME
             ))),
         }
     }

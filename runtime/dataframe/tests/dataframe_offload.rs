@@ -294,3 +294,127 @@ fn a_backend_without_a_remote_agent_runs_everything_locally() {
     assert_eq!(s.local, 9 + 24, "{s:?}");
     assert_eq!(s.chunks_flushed, 0, "{s:?}");
 }
+
+/// `zip_i64` on the server (`Pairwise` through `column_with`, the new column adopted remote)
+/// equals the local path and a `Vec`, for both ops, with dirty rows appended to both inputs
+/// just before (the flush has work) and values that wrap; the new column then serves reads and
+/// offloaded aggregates like any other.
+#[test]
+fn zip_on_the_server_equals_the_local_path_and_a_vec() {
+    use farmem_dataframe::BinaryOp;
+    let (server, storage) = over_tcp(MIN_LOCAL_BYTES);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let n = 200_000;
+    let a: Vec<i64> = (0..n)
+        .map(|i| match i % 501 {
+            0 => i64::MIN,
+            1 => i64::MAX,
+            _ => rng.gen_range(-1_000_000_000i64..1_000_000_000),
+        })
+        .collect();
+    let b: Vec<i64> = (0..n).map(|_| rng.gen_range(-5_000i64..5_000)).collect();
+    let mut fa = storage.column_from_slice(&a).expect("column a");
+    let mut fb = storage.column_from_slice(&b).expect("column b");
+    let tail: Vec<i64> = (0..1_001).map(|i| i * 3 - 77).collect();
+    fa.extend_from_slice(&tail).expect("append a");
+    fb.extend_from_slice(&tail).expect("append b");
+    let (a, b): (Vec<i64>, Vec<i64>) = (
+        a.iter().chain(&tail).copied().collect(),
+        b.iter().chain(&tail).copied().collect(),
+    );
+    for op in [BinaryOp::Sub, BinaryOp::Add] {
+        let want: Vec<i64> = a.iter().zip(&b).map(|(&x, &y)| op.apply(x, y)).collect();
+
+        storage.set_offload_policy(OffloadPolicy::Always);
+        let s0 = storage.offload_stats();
+        let remote = storage.zip_i64(&fa, &fb, op).expect("zip on the server");
+        let s1 = storage.offload_stats();
+        assert_eq!(
+            s1.offloaded,
+            s0.offloaded + 1,
+            "{op:?}: ran on the server: {s1:?}"
+        );
+        assert_eq!(remote.len(), want.len());
+        assert_eq!(
+            remote.sum().expect("offloaded sum of the new column"),
+            want.iter().map(|&v| i128::from(v)).sum::<i128>(),
+            "{op:?}"
+        );
+        assert_eq!(
+            remote.to_vec().expect("read back"),
+            want,
+            "{op:?}: server vs Vec"
+        );
+
+        storage.set_offload_policy(OffloadPolicy::Never);
+        let s2 = storage.offload_stats();
+        let local = storage.zip_i64(&fa, &fb, op).expect("zip locally");
+        assert_eq!(storage.offload_stats().offloaded, s2.offloaded, "{op:?}");
+        assert_eq!(
+            local.to_vec().expect("read back"),
+            want,
+            "{op:?}: local vs Vec"
+        );
+    }
+    storage.set_offload_policy(OffloadPolicy::Auto);
+    assert!(storage.far_memory().take_error().is_none());
+    drop((fa, fb));
+    drop(storage);
+    server.shutdown();
+}
+
+/// Under `Auto`, a zip of two mostly remote columns runs on the server and one of two cached
+/// columns runs locally; without a remote agent it always runs locally.
+#[test]
+fn auto_zips_remote_columns_on_the_server_and_cached_ones_locally() {
+    use farmem_dataframe::BinaryOp;
+    let (server, storage) = over_tcp(8 << 20);
+    let small: Vec<i64> = (0..10_000).collect();
+    let (ca, cb) = (
+        storage.column_from_slice(&small).expect("small a"),
+        storage.column_from_slice(&small).expect("small b"),
+    );
+    let s0 = storage.offload_stats();
+    let z = storage
+        .zip_i64(&ca, &cb, BinaryOp::Add)
+        .expect("zip cached");
+    let s1 = storage.offload_stats();
+    assert_eq!(
+        (s1.offloaded, s1.local),
+        (s0.offloaded, s0.local + 1),
+        "{s1:?}"
+    );
+    assert_eq!(
+        z.to_vec().expect("read"),
+        small.iter().map(|v| 2 * v).collect::<Vec<_>>()
+    );
+
+    let big: Vec<i64> = (0..2_000_000).map(|i| (i * 7919) % 100_003).collect();
+    let (ra, rb) = (
+        storage.column_from_slice(&big).expect("big a"),
+        storage.column_from_slice(&big).expect("big b"),
+    );
+    let z = storage
+        .zip_i64(&ra, &rb, BinaryOp::Sub)
+        .expect("zip remote");
+    let s2 = storage.offload_stats();
+    assert_eq!(s2.offloaded, s1.offloaded + 1, "{s2:?}");
+    assert_eq!(z.max().expect("max"), Some(0));
+    assert_eq!(z.min().expect("min"), Some(0));
+    drop((ca, cb, ra, rb, z));
+    drop(storage);
+    server.shutdown();
+
+    let config = FarStorage::config_for(MIN_LOCAL_BYTES).expect("config");
+    let storage = FarStorage::new(FarMemory::in_process(config, FAR_CAPACITY).expect("far"))
+        .with_offload_policy(OffloadPolicy::Always);
+    let (a, b) = (
+        storage.column_from_slice(&big).expect("a"),
+        storage.column_from_slice(&big).expect("b"),
+    );
+    let z = storage
+        .zip_i64(&a, &b, BinaryOp::Add)
+        .expect("zip without an agent");
+    assert_eq!(storage.offload_stats().offloaded, 0);
+    assert_eq!(z.get(12_345).expect("get"), 2 * big[12_345]);
+}
