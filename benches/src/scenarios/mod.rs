@@ -10,6 +10,7 @@ pub mod kv;
 pub mod kvswap;
 pub mod list;
 pub mod net;
+pub mod offload;
 pub mod pipeswitch;
 pub mod queue;
 pub mod scan;
@@ -35,5 +36,6 @@ pub const ALL: &[Scenario] = &[
     evac::SCENARIO,
     copy::SCENARIO,
     taxi::SCENARIO,
+    offload::SCENARIO,
     hashtable::SCENARIO,
 ];
