@@ -68,8 +68,6 @@ pub fn run(store: &StoreView<'_>, call: &ColumnCall) -> Result<ColumnResult> {
 trait Value: Copy {
     /// Reads one element of `bytes.len()` bytes (its element size).
     fn decode(bytes: &[u8]) -> Self;
-    /// Appends the element narrowed to `size` bytes.
-    fn encode(self, size: usize, out: &mut Vec<u8>);
     /// Total order (f64: IEEE total order, equal exactly when the bits are).
     fn order(&self, other: &Self) -> Ordering;
     /// The value of `s` if it is in this domain.
@@ -80,6 +78,9 @@ trait Value: Copy {
     fn as_i128(self) -> Option<i128>;
     /// As f64 (for f64 sums).
     fn as_f64(self) -> f64;
+    /// The element's bits as a `u64`; stored narrowed to the element's width (its low bytes,
+    /// little-endian), which is wrapping arithmetic modulo the width.
+    fn bits(self) -> u64;
     /// `self op rhs`; wrapping for integers, integer division by zero is an error.
     fn arith(self, op: ArithOp, rhs: Self) -> Result<Self>;
 }
@@ -89,14 +90,14 @@ fn div_by_zero() -> Error {
 }
 
 impl Value for u64 {
+    fn bits(self) -> u64 {
+        self
+    }
     fn decode(bytes: &[u8]) -> u64 {
         let mut b = [0u8; 8];
         let n = bytes.len().min(8);
         b[..n].copy_from_slice(&bytes[..n]);
         u64::from_le_bytes(b)
-    }
-    fn encode(self, size: usize, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.to_le_bytes()[..size.min(8)]);
     }
     fn order(&self, other: &u64) -> Ordering {
         self.cmp(other)
@@ -127,11 +128,11 @@ impl Value for u64 {
 }
 
 impl Value for i64 {
+    fn bits(self) -> u64 {
+        self as u64
+    }
     fn decode(bytes: &[u8]) -> i64 {
         u64::decode(bytes) as i64
-    }
-    fn encode(self, size: usize, out: &mut Vec<u8>) {
-        (self as u64).encode(size, out);
     }
     fn order(&self, other: &i64) -> Ordering {
         self.cmp(other)
@@ -167,11 +168,11 @@ impl Value for i64 {
 }
 
 impl Value for f64 {
+    fn bits(self) -> u64 {
+        self.to_bits()
+    }
     fn decode(bytes: &[u8]) -> f64 {
         f64::from_bits(u64::decode(bytes))
-    }
-    fn encode(self, size: usize, out: &mut Vec<u8>) {
-        self.to_bits().encode(size, out);
     }
     fn order(&self, other: &f64) -> Ordering {
         self.total_cmp(other)
@@ -288,12 +289,26 @@ fn for_each<V: Value>(
     let size = col.elem.size();
     for c in 0..col.chunk_count() {
         let first = c * col.chunk_len;
-        with_chunk(store, col, c, |bytes| {
-            for (i, e) in bytes.chunks_exact(size).enumerate() {
-                f(first + i as u64, V::decode(e))?;
-            }
-            Ok(())
+        with_chunk(store, col, c, |bytes| match size {
+            1 => visit_fixed::<V, 1>(bytes, first, &mut f),
+            2 => visit_fixed::<V, 2>(bytes, first, &mut f),
+            4 => visit_fixed::<V, 4>(bytes, first, &mut f),
+            8 => visit_fixed::<V, 8>(bytes, first, &mut f),
+            _ => Err(Error::internal(format!("element size {size}"))),
         })?;
+    }
+    Ok(())
+}
+
+/// Calls `f(first + i, element i)` for a chunk's elements of a constant size `N` (one load
+/// each; see [`arith_chunk`]).
+fn visit_fixed<V: Value, const N: usize>(
+    bytes: &[u8],
+    first: u64,
+    f: &mut impl FnMut(u64, V) -> Result<()>,
+) -> Result<()> {
+    for (i, e) in bytes.chunks_exact(N).enumerate() {
+        f(first + i as u64, V::decode(e))?;
     }
     Ok(())
 }
@@ -516,11 +531,8 @@ fn run_typed<V: Value>(store: &StoreView<'_>, call: &ColumnCall) -> Result<Colum
             store.len(dst.ds)?;
             for c in 0..col.chunk_count() {
                 let out = with_chunk_sized(store, col, c, |bytes, whole| {
-                    let mut out = Vec::with_capacity(whole);
-                    for e in bytes.chunks_exact(size) {
-                        V::decode(e).arith(*op, value)?.encode(size, &mut out);
-                    }
-                    out.resize(whole, 0);
+                    let mut out = vec![0u8; whole];
+                    arith_chunk(size, *op, bytes, Rhs::Scalar(value), &mut out)?;
                     Ok(out)
                 })?;
                 store_chunk(store, dst, c, &out)?;
@@ -536,13 +548,8 @@ fn run_typed<V: Value>(store: &StoreView<'_>, call: &ColumnCall) -> Result<Colum
             for c in 0..col.chunk_count() {
                 let rhs = with_chunk(store, other, c, |bytes| Ok(bytes.to_vec()))?;
                 let out = with_chunk_sized(store, col, c, |bytes, whole| {
-                    let mut out = Vec::with_capacity(whole);
-                    for (a, b) in bytes.chunks_exact(size).zip(rhs.chunks_exact(size)) {
-                        V::decode(a)
-                            .arith(*op, V::decode(b))?
-                            .encode(size, &mut out);
-                    }
-                    out.resize(whole, 0);
+                    let mut out = vec![0u8; whole];
+                    arith_chunk::<V>(size, *op, bytes, Rhs::Column(&rhs), &mut out)?;
                     Ok(out)
                 })?;
                 store_chunk(store, dst, c, &out)?;
@@ -550,6 +557,58 @@ fn run_typed<V: Value>(store: &StoreView<'_>, call: &ColumnCall) -> Result<Colum
             ColumnResult::Count(col.len)
         }
     })
+}
+
+/// The right-hand side of `Map` (one value) or `Pairwise` (a chunk's bytes, as long as the
+/// left-hand chunk's elements below `len`).
+enum Rhs<'a, V> {
+    Scalar(V),
+    Column(&'a [u8]),
+}
+
+/// `out[i] = lhs[i] op rhs[i]` over one chunk's elements of `size` bytes (1, 2, 4 or 8):
+/// dispatched once per chunk to a loop whose element size is a constant, so decoding and
+/// encoding an element are one load and one store (the generic per-element path cost about as
+/// much as the arithmetic's whole scan). `out` is at least as long as `lhs`; its bytes past
+/// `lhs` are left as they are.
+fn arith_chunk<V: Value>(
+    size: usize,
+    op: ArithOp,
+    lhs: &[u8],
+    rhs: Rhs<'_, V>,
+    out: &mut [u8],
+) -> Result<()> {
+    match size {
+        1 => arith_fixed::<V, 1>(op, lhs, rhs, out),
+        2 => arith_fixed::<V, 2>(op, lhs, rhs, out),
+        4 => arith_fixed::<V, 4>(op, lhs, rhs, out),
+        8 => arith_fixed::<V, 8>(op, lhs, rhs, out),
+        _ => Err(Error::internal(format!("element size {size}"))),
+    }
+}
+
+fn arith_fixed<V: Value, const N: usize>(
+    op: ArithOp,
+    lhs: &[u8],
+    rhs: Rhs<'_, V>,
+    out: &mut [u8],
+) -> Result<()> {
+    let outs = out.chunks_exact_mut(N);
+    match rhs {
+        Rhs::Scalar(value) => {
+            for (a, o) in lhs.chunks_exact(N).zip(outs) {
+                let v = V::decode(a).arith(op, value)?;
+                o.copy_from_slice(&v.bits().to_le_bytes()[..N]);
+            }
+        }
+        Rhs::Column(rhs) => {
+            for ((a, b), o) in lhs.chunks_exact(N).zip(rhs.chunks_exact(N)).zip(outs) {
+                let v = V::decode(a).arith(op, V::decode(b))?;
+                o.copy_from_slice(&v.bits().to_le_bytes()[..N]);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Exact i128 sum for integers (`(Some(sum), _)`), sequential f64 sum in row order otherwise.
