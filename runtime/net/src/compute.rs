@@ -858,6 +858,18 @@ mod tests {
         }
     }
 
+    /// `input + 1` written to `dst`.
+    fn map_of(input: DsId, dst: DsId) -> ColumnCall {
+        ColumnCall {
+            op: ColumnOp::Map {
+                op: ArithOp::Add,
+                value: Scalar::I64(1),
+                dst: sum_of(dst).column,
+            },
+            ..sum_of(input)
+        }
+    }
+
     #[test]
     fn column_at_takes_the_data_structure_from_its_prefix() {
         let mut args = 0x1_0005u64.to_le_bytes().to_vec();
@@ -871,14 +883,7 @@ mod tests {
             );
         }
         // Map names another column by the server's id: refused.
-        let map = ColumnCall {
-            op: ColumnOp::Map {
-                op: ArithOp::Add,
-                value: Scalar::I64(1),
-                dst: sum_of(3).column,
-            },
-            ..sum_of(0)
-        };
+        let map = map_of(0, 3);
         let mut args = 7u64.to_le_bytes().to_vec();
         args.extend_from_slice(&map.encode());
         let e = ColumnCall::decode_at(&args).unwrap_err();
@@ -909,25 +914,10 @@ mod tests {
             ColumnCall::decode_with(&args).unwrap(),
             pairwise(10, 11, 12)
         );
-        let map = ColumnCall {
-            op: ColumnOp::Map {
-                op: ArithOp::Add,
-                value: Scalar::I64(1),
-                dst: sum_of(0).column,
-            },
-            ..sum_of(0)
-        };
-        let placed = ColumnCall {
-            op: ColumnOp::Map {
-                op: ArithOp::Add,
-                value: Scalar::I64(1),
-                dst: sum_of(21).column,
-            },
-            ..sum_of(20)
-        };
+        let map = map_of(0, 0);
         assert_eq!(
             ColumnCall::decode_with(&with_args(&[20, 21], &map)).unwrap(),
-            placed
+            map_of(20, 21)
         );
         assert_eq!(
             ColumnCall::decode_with(&with_args(&[5], &sum_of(0))).unwrap(),
