@@ -255,8 +255,8 @@ impl<T: Element> FarColumn<T> {
         &mut self.values
     }
 
-    /// A new, empty column of another element type in the same instance and storage.
-    pub(crate) fn new_sibling<U: Element>(&self) -> Result<FarColumn<U>> {
+    /// A new, empty column in the same instance and storage.
+    pub(crate) fn new_empty_like(&self) -> Result<FarColumn<T>> {
         FarColumn::new_in(&self.far, &self.offload)
     }
 

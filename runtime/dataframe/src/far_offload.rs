@@ -349,7 +349,8 @@ impl<T: Element> FarColumn<T> {
     /// Whether an operation over this column and `others` (its further inputs) runs on the
     /// server (module note): by the policy, under `Auto` by the inputs' residency (counted
     /// over all of them), and only where the backend has a remote agent (asked once). The
-    /// caller counts a local run when it does not.
+    /// caller has checked that the element type has a wire type, and counts a local run when
+    /// this says no.
     fn runs_remotely(
         &self,
         others: &[&FarColumn<T>],
@@ -359,7 +360,6 @@ impl<T: Element> FarColumn<T> {
         let ctl = self.offload_state();
         let values = self.values();
         if values.is_empty()
-            || elem_type::<T>().is_none()
             || ctl.agent.load(Ordering::Relaxed) == AGENT_ABSENT
             || result_bytes > MAX_RESULT_BYTES
         {
@@ -429,7 +429,7 @@ impl<T: Element> FarColumn<T> {
         let mut flushed = self.values().flush()?;
         flushed += other.values().flush()?;
         ctl.flushed.fetch_add(flushed as u64, Ordering::Relaxed);
-        let mut out: FarColumn<T> = self.new_sibling()?;
+        let mut out = self.new_empty_like()?;
         let len = self.values().len();
         let shape = ColumnRef {
             ds: 0,

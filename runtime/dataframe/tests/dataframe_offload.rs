@@ -27,6 +27,24 @@ fn over_tcp(local: usize) -> (ServerHandle, FarStorage) {
     (server, FarStorage::new(far))
 }
 
+/// A storage over the in-process backend (no remote agent) that asks to offload everything.
+fn without_agent() -> FarStorage {
+    let config = FarStorage::config_for(MIN_LOCAL_BYTES).expect("config");
+    FarStorage::new(FarMemory::in_process(config, FAR_CAPACITY).expect("far"))
+        .with_offload_policy(OffloadPolicy::Always)
+}
+
+/// `n` random `i64`s in `-range..range`, with `i64::MIN` and `i64::MAX` every `every` rows.
+fn i64s_with_extremes(rng: &mut impl Rng, n: usize, every: usize, range: i64) -> Vec<i64> {
+    (0..n)
+        .map(|i| match i % every {
+            0 => i64::MIN,
+            1 => i64::MAX,
+            _ => rng.gen_range(-range..range),
+        })
+        .collect()
+}
+
 /// Results of every offloadable operation, with elements as their total-order keys (so f64
 /// compares by bits: NaN payloads and -0.0 included) and sums/means by `Debug` (round-trip
 /// exact; a NaN sum prints `NaN` on both sides).
@@ -156,13 +174,7 @@ fn offloaded_ops_equal_the_local_path_and_a_vec_for_every_element_type() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let n = 250_000;
 
-    let i64s: Vec<i64> = (0..n)
-        .map(|i| match i % 1009 {
-            0 => i64::MIN,
-            1 => i64::MAX,
-            _ => rng.gen_range(-1_000_000i64..1_000_000),
-        })
-        .collect();
+    let i64s = i64s_with_extremes(&mut rng, n, 1009, 1_000_000);
     // 3001 dirty rows: an odd length first, an even one after the second append (median).
     let dirty: Vec<i64> = (0..3001).map(|i| i * 17 - 9000).collect();
     check_offload(&storage, &i64s, &dirty, &[0, -5, i64::MAX]);
@@ -282,9 +294,7 @@ fn offloaded_median_averages_the_middle_pair_like_the_local_path() {
 
 #[test]
 fn a_backend_without_a_remote_agent_runs_everything_locally() {
-    let config = FarStorage::config_for(MIN_LOCAL_BYTES).expect("config");
-    let storage = FarStorage::new(FarMemory::in_process(config, FAR_CAPACITY).expect("far"))
-        .with_offload_policy(OffloadPolicy::Always);
+    let storage = without_agent();
     let values: Vec<i64> = (0..100_000).map(|i| (i * 31) % 977 - 400).collect();
     let col = storage.column_from_slice(&values).expect("column");
     let want = results(&LocalColumn::from_vec(values), &[0, 100]);
@@ -305,13 +315,7 @@ fn zip_on_the_server_equals_the_local_path_and_a_vec() {
     let (server, storage) = over_tcp(MIN_LOCAL_BYTES);
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
     let n = 200_000;
-    let a: Vec<i64> = (0..n)
-        .map(|i| match i % 501 {
-            0 => i64::MIN,
-            1 => i64::MAX,
-            _ => rng.gen_range(-1_000_000_000i64..1_000_000_000),
-        })
-        .collect();
+    let a = i64s_with_extremes(&mut rng, n, 501, 1_000_000_000);
     let b: Vec<i64> = (0..n).map(|_| rng.gen_range(-5_000i64..5_000)).collect();
     let mut fa = storage.column_from_slice(&a).expect("column a");
     let mut fb = storage.column_from_slice(&b).expect("column b");
@@ -405,9 +409,7 @@ fn auto_zips_remote_columns_on_the_server_and_cached_ones_locally() {
     drop(storage);
     server.shutdown();
 
-    let config = FarStorage::config_for(MIN_LOCAL_BYTES).expect("config");
-    let storage = FarStorage::new(FarMemory::in_process(config, FAR_CAPACITY).expect("far"))
-        .with_offload_policy(OffloadPolicy::Always);
+    let storage = without_agent();
     let (a, b) = (
         storage.column_from_slice(&big).expect("a"),
         storage.column_from_slice(&big).expect("b"),

@@ -109,7 +109,7 @@ impl ObjectTable {
                 self.ds
             )));
         }
-        self.add_objects(total, cache, 0)
+        self.add_objects(total, cache, false)
     }
 
     /// Makes objects `0..total` of this table, which has none yet, exist as the **remote**
@@ -129,17 +129,18 @@ impl ObjectTable {
             )));
         }
         check_object_count(total)?;
-        self.add_objects(total, cache, total)
+        self.add_objects(total, cache, true)
     }
 
-    /// Raises the object count to `total`, adding segments as needed: words of objects below
-    /// `remote_below` start remote, the others fresh (callers pass 0, or adopt into a table
-    /// with no segment yet, so every remote word is a new one).
+    /// Raises the object count to `total`, adding segments as needed. With `remote` the new
+    /// objects' words start remote, else fresh; words past `total` in a new segment always
+    /// start fresh. (Only a table with no segment yet adopts remote objects, so every remote
+    /// word is a new one.)
     fn add_objects(
         &self,
         total: usize,
         cache: &mut Vec<*const PointerWord>,
-        remote_below: usize,
+        remote: bool,
     ) -> Result<()> {
         let mut segs = self
             .segments
@@ -152,7 +153,7 @@ impl ObjectTable {
                 .map(|k| {
                     let obj = (base + k).min(MAX_OBJ_ID as usize) as u32;
                     let id = RemoteId::new(self.ds, obj, self.object_bytes)?;
-                    Ok(if base + k < remote_below {
+                    Ok(if remote && base + k < total {
                         PointerWord::new_remote(id)
                     } else {
                         PointerWord::new_fresh(id)
