@@ -4,14 +4,15 @@
 //! # Two entry stores
 //!
 //! ```text
-//!   FixedEntries (key and value of fixed size: Pod types)
+//!   FixedEntries (key and value of fixed size: Pod types), all in atomics, read without the lock
+//!     seq:   even when stable; a writer makes it odd while it changes table or entries
 //!     table: [u16 or u32; 2^k]  open addressing, linear probing, slot index or EMPTY; load <= 4/5
 //!                               (two-byte indices up to 2^16 positions, four beyond)
-//!     data:  [key | value][key | value]...   dense, `len` slots of `key_len + value_len` bytes
+//!     data:  [key | value | pad][key | value | pad]...   dense, `len` slots of whole words
 //!     referenced: bits, one per slot         CLOCK bits, `cap` bits allocated up front
-//!   charge: table + reference words + len·(key + value)
+//!   charge: table + reference words + len·(key + value, rounded up to words)
 //!
-//!   ByteEntries (byte strings: any size)
+//!   ByteEntries (byte strings: any size), under the shard's lock only
 //!     index: HashMap<Box<[u8]>, slot>, ring: Vec<{key, value, referenced}>
 //!   charge: per entry 2·key + value + ENTRY_OVERHEAD_BYTES (key stored twice, two boxes, slots)
 //! ```
@@ -22,9 +23,27 @@
 //! CLOCK hand over their dense slot array (removal moves the last slot into the hole) and admit
 //! through the same sketch. A fixed-store removal shifts the following probe run back (no
 //! tombstones), recomputing each moved key's hash from its bytes.
+//!
+//! # Hits without the lock (fixed store)
+//!
+//! A hit in the fixed store takes no lock and, for a hot entry, writes nothing: it reads the
+//! shard's `seq`, probes the table, copies the entry and reads `seq` again (a seqlock; Boehm,
+//! MSPC'12, gives the fences), and takes the value only if `seq` was even and unchanged. Writers
+//! (fills, evictions, removals) hold the shard's lock and make `seq` odd around their changes.
+//! A hit then sets the entry's reference bit only if it is clear, and the sketch bumps a
+//! counter only below its maximum, so the cache lines of a hot entry stay shared between the
+//! cores that look it up instead of bouncing between them, as a lock's line does on every
+//! acquisition. (`farmem-bench hashtable`: the shard lock and those stores were the largest
+//! part of a hit.) A read that meets a writer retries, then falls back to the lock. Everything
+//! the lock-free reader touches is an atomic accessed `Relaxed` (plain loads and stores on
+//! x86-64), so a read racing a writer is a stale read the `seq` check discards, never undefined
+//! behaviour.
 
 use std::collections::HashMap;
+use std::sync::atomic::{fence, AtomicU16, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
 
+use crossbeam_utils::CachePadded;
 use farmem_net::hash::key_hash;
 
 /// Bytes charged per cached variable-size entry (byte-string keys or values) on top of its key
@@ -35,21 +54,33 @@ pub const ENTRY_OVERHEAD_BYTES: usize = 64;
 /// Table slot marking "no entry".
 const EMPTY: u32 = u32::MAX;
 
+/// Most bytes of a fixed entry (rounded up to words) a lock-free hit copies to the stack;
+/// larger entries are read under the lock.
+pub(super) const PEEK_BYTES: usize = 128;
+
 /// Approximate access counts for cache admission (TinyLFU, Einziger et al., TOS'17): a
-/// count-min sketch of four rows of 4-bit counters (two to a byte), all halved every
+/// count-min sketch of four rows of 4-bit counters (two to a byte), all halved after
 /// `10 × width` increments so old popularity fades. The sketch is *blocked* (as Caffeine's): a
 /// key's four counters lie in one 64-byte block, one 32-counter row each, so a touch on the hit
 /// path costs one cache line, not four. Half a byte per counter leaves more of a shard's bound
 /// to entries: for `u64 → [u64; 8]` entries at 25% of the hashtable benchmark's data the sketch
 /// is 1 KiB of a 27 KiB shard, not 2 KiB.
+///
+/// The counters are atomics touched without the shard's lock. A touch writes only counters
+/// below 15 (a compare-and-swap each), and only touches that raised a counter count towards the
+/// halving (as Caffeine's), so the hot keys of a shard, whose counters sit at 15, are counted
+/// with loads alone. Concurrent touches and a halving may lose an increment: the counts are
+/// estimates anyway.
 pub(super) struct FrequencySketch {
     /// Two counters per byte: counter `i` is the low nibble of byte `i / 2` when `i` is even.
-    counters: Vec<u8>,
+    counters: Box<[AtomicU8]>,
     /// Blocks minus one (a power of two).
     block_mask: usize,
     /// Counters per row over the whole sketch (`width`), for the halving period.
     width: usize,
-    adds: usize,
+    /// Touches that raised a counter since the last halving (less half the period). On a line
+    /// of its own: the fields above are read by every touch.
+    adds: CachePadded<AtomicUsize>,
 }
 
 /// Counters per 64-byte block: four rows of [`ROW_COUNTERS`].
@@ -67,10 +98,10 @@ impl FrequencySketch {
         };
         let blocks = 4 * width / BLOCK_COUNTERS;
         FrequencySketch {
-            counters: vec![0; 4 * width / 2],
+            counters: (0..4 * width / 2).map(|_| AtomicU8::new(0)).collect(),
             block_mask: blocks.saturating_sub(1),
             width,
-            adds: 0,
+            adds: CachePadded::new(AtomicUsize::new(0)),
         }
     }
 
@@ -83,27 +114,51 @@ impl FrequencySketch {
         block + row * ROW_COUNTERS + within
     }
 
-    fn counter(&self, i: usize) -> u8 {
-        (self.counters[i / 2] >> (4 * (i & 1))) & 15
+    /// Where `hash`'s block of counters lies (for prefetching; nothing is read through it).
+    fn block_addr(&self, hash: u64) -> usize {
+        let block = (hash as usize & self.block_mask) * BLOCK_COUNTERS / 2;
+        self.counters.as_ptr() as usize + block
     }
 
-    pub(super) fn touch(&mut self, hash: u64) {
+    fn counter(&self, i: usize) -> u8 {
+        (self.counters[i / 2].load(Ordering::Relaxed) >> (4 * (i & 1))) & 15
+    }
+
+    /// Counts one access to `hash`.
+    pub(super) fn touch(&self, hash: u64) {
         if self.counters.is_empty() {
             return;
         }
+        let mut raised = false;
         for row in 0..4 {
             let i = self.slot(hash, row);
-            if self.counter(i) < 15 {
-                self.counters[i / 2] += 1 << (4 * (i & 1));
+            let shift = 4 * (i & 1);
+            let byte = &self.counters[i / 2];
+            let mut now = byte.load(Ordering::Relaxed);
+            // A counter at 15 is left alone: no store, so its line stays shared.
+            while (now >> shift) & 15 < 15 {
+                match byte.compare_exchange_weak(
+                    now,
+                    now + (1 << shift),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        raised = true;
+                        break;
+                    }
+                    Err(seen) => now = seen,
+                }
             }
         }
-        self.adds += 1;
-        if self.adds >= 10 * self.width {
-            for c in &mut self.counters {
+        // Exactly one touch reaches the period, so one halving runs per period.
+        if raised && self.adds.fetch_add(1, Ordering::Relaxed) + 1 == 10 * self.width {
+            for c in self.counters.iter() {
                 // Both nibbles halved: shift right, dropping the bit that crossed over.
-                *c = (*c >> 1) & 0x77;
+                let v = c.load(Ordering::Relaxed);
+                c.store((v >> 1) & 0x77, Ordering::Relaxed);
             }
-            self.adds /= 2;
+            self.adds.fetch_sub(5 * self.width, Ordering::Relaxed);
         }
     }
 
@@ -131,7 +186,6 @@ impl FrequencySketch {
         !self.enabled() || freq > self.estimate(victim_hash)
     }
 }
-
 struct Slot {
     key: Box<[u8]>,
     value: Box<[u8]>,
@@ -238,21 +292,12 @@ impl ByteEntries {
     }
 }
 
-/// Key equality with the common 8-byte key as one word compare (not a `memcmp` call: this is
-/// on every hit).
-fn same_key(a: &[u8], b: &[u8]) -> bool {
-    match (<[u8; 8]>::try_from(a), <[u8; 8]>::try_from(b)) {
-        (Ok(x), Ok(y)) => u64::from_ne_bytes(x) == u64::from_ne_bytes(y),
-        _ => a == b,
-    }
-}
-
 /// A fixed store's table: the slot index at each position, or [`EMPTY`]. Two bytes per
 /// position while every slot index fits (tables up to 2^16 positions, so at most 52,428
 /// slots), else four.
 enum SlotTable {
-    Narrow(Box<[u16]>),
-    Wide(Box<[u32]>),
+    Narrow(Box<[AtomicU16]>),
+    Wide(Box<[AtomicU32]>),
 }
 
 /// Largest table whose slot indices fit two bytes (its slots stay below `u16::MAX`, the
@@ -262,9 +307,9 @@ const NARROW_TABLE_LEN: usize = 1 << 16;
 impl SlotTable {
     fn new(len: usize) -> SlotTable {
         if len <= NARROW_TABLE_LEN {
-            SlotTable::Narrow(vec![u16::MAX; len].into_boxed_slice())
+            SlotTable::Narrow((0..len).map(|_| AtomicU16::new(u16::MAX)).collect())
         } else {
-            SlotTable::Wide(vec![EMPTY; len].into_boxed_slice())
+            SlotTable::Wide((0..len).map(|_| AtomicU32::new(EMPTY)).collect())
         }
     }
 
@@ -288,47 +333,97 @@ impl SlotTable {
         self.len() * SlotTable::position_bytes(self.len())
     }
 
+    /// Where position `pos` lies (for prefetching; nothing is read through it).
+    fn addr(&self, pos: usize) -> usize {
+        match self {
+            SlotTable::Narrow(t) => t.as_ptr() as usize + 2 * pos,
+            SlotTable::Wide(t) => t.as_ptr() as usize + 4 * pos,
+        }
+    }
+
     #[inline]
     fn get(&self, pos: usize) -> u32 {
         match self {
-            SlotTable::Narrow(t) => match t[pos] {
+            SlotTable::Narrow(t) => match t[pos].load(Ordering::Relaxed) {
                 u16::MAX => EMPTY,
                 s => u32::from(s),
             },
-            SlotTable::Wide(t) => t[pos],
+            SlotTable::Wide(t) => t[pos].load(Ordering::Relaxed),
         }
     }
 
+    /// Writers only (under the shard's lock, inside a `seq` write).
     #[inline]
-    fn set(&mut self, pos: usize, slot: u32) {
+    fn set(&self, pos: usize, slot: u32) {
         match self {
-            // Narrow tables hold fewer than `u16::MAX` slots (see `FixedEntries::new`).
-            SlotTable::Narrow(t) => t[pos] = if slot == EMPTY { u16::MAX } else { slot as u16 },
-            SlotTable::Wide(t) => t[pos] = slot,
+            // Narrow tables hold fewer than `u16::MAX` slots (see `FixedStore::new`).
+            SlotTable::Narrow(t) => t[pos].store(
+                if slot == EMPTY { u16::MAX } else { slot as u16 },
+                Ordering::Relaxed,
+            ),
+            SlotTable::Wide(t) => t[pos].store(slot, Ordering::Relaxed),
         }
     }
 }
 
-/// Entries whose key and value have fixed sizes (see the module note).
-struct FixedEntries {
+/// `n` zeroed words, allocated zeroed (untouched pages stay unbacked until entries land).
+fn zeroed_words(n: usize) -> Box<[AtomicU64]> {
+    if std::mem::align_of::<AtomicU64>() != std::mem::align_of::<u64>() {
+        return (0..n).map(|_| AtomicU64::new(0)).collect();
+    }
+    let words = vec![0u64; n].into_boxed_slice();
+    // SAFETY: `AtomicU64` has the size and bit validity of `u64` (its documentation) and, as
+    // checked above, here also its alignment, so the allocation of `n` zeroed `u64`s is a valid
+    // allocation of `n` zeroed `AtomicU64`s with the same layout, which the box frees with.
+    unsafe { Box::from_raw(Box::into_raw(words) as *mut [AtomicU64]) }
+}
+
+/// What a lock-free read of a fixed store found.
+pub(super) enum Peek {
+    /// The entry's words are in the caller's buffer.
+    Hit,
+    /// Not cached (as of a consistent moment).
+    Miss,
+    /// A writer was changing the shard (or the entry is too large to copy): use the lock.
+    Retry,
+}
+
+/// The part of a fixed store that lock-free readers share with the writer (see the module
+/// note). Every field but `seq`, the table, the words and the reference bits is fixed at
+/// creation.
+pub(super) struct FixedStore {
+    /// Even while stable; odd while a writer changes the table or entries. On a line of its
+    /// own: the fields below are read by every lookup and written by none.
+    seq: CachePadded<AtomicU64>,
     key_len: usize,
     entry_len: usize,
+    /// Words per entry (`entry_len` rounded up).
+    words: usize,
     /// Slot index per table position; a power of two long, at most 4/5 full.
     table: SlotTable,
     mask: usize,
-    data: Vec<u8>,
-    /// CLOCK reference bits, one per slot (`cap` bits allocated up front).
-    referenced: Box<[u64]>,
-    len: usize,
+    /// Entries, `words` each, slot after slot; `cap` slots allocated (zeroed) up front.
+    data: Box<[AtomicU64]>,
+    /// CLOCK reference bits, one per slot.
+    referenced: Box<[AtomicU64]>,
     cap: usize,
-    hand: usize,
 }
 
-impl FixedEntries {
-    /// The largest store of `key_len + value_len`-byte entries whose table, entries and
-    /// reference bits fit in `bound` bytes (it may hold none).
-    fn new(bound: usize, key_len: usize, value_len: usize) -> FixedEntries {
+/// Bytes `0..len` of `words` as a byte slice of `buf` (`buf` holds at least `words.len() * 8`).
+fn word_bytes<'b>(words: &[u64], buf: &'b mut [u8]) -> &'b [u8] {
+    for (w, chunk) in words.iter().zip(buf.chunks_exact_mut(8)) {
+        chunk.copy_from_slice(&w.to_ne_bytes());
+    }
+    &buf[..words.len() * 8]
+}
+
+impl FixedStore {
+    /// The largest store of `key_len + value_len`-byte entries whose table, entries (whole
+    /// words) and reference bits fit in `bound` bytes (it may hold none).
+    fn new(bound: usize, key_len: usize, value_len: usize) -> FixedStore {
         let entry_len = key_len + value_len;
+        let words = entry_len.div_ceil(8).max(1);
+        let slot_bytes = 8 * words;
         // Try every power-of-two table that fits; keep the one that holds the most entries.
         let (mut best_len, mut best_cap) = (16usize, 0usize);
         let mut table_len = 16usize;
@@ -339,8 +434,8 @@ impl FixedEntries {
             }
             let avail = bound - table_bytes;
             // Entries plus their reference bits (whole words) within `avail`.
-            let mut cap = (avail * 64 / (64 * entry_len + 8)).min(table_len / 5 * 4);
-            while cap > 0 && cap * entry_len + cap.div_ceil(64) * 8 > avail {
+            let mut cap = (avail * 64 / (64 * slot_bytes + 8)).min(table_len / 5 * 4);
+            while cap > 0 && cap * slot_bytes + cap.div_ceil(64) * 8 > avail {
                 cap -= 1;
             }
             if cap > best_cap {
@@ -348,16 +443,211 @@ impl FixedEntries {
             }
             table_len *= 2;
         }
-        FixedEntries {
+        FixedStore {
+            seq: CachePadded::new(AtomicU64::new(0)),
             key_len,
             entry_len,
+            words,
             // A store with no slot keeps a one-position table, never probed past.
             table: SlotTable::new(if best_cap == 0 { 1 } else { best_len }),
             mask: if best_cap == 0 { 0 } else { best_len - 1 },
-            data: Vec::with_capacity(best_cap * entry_len),
-            referenced: vec![0u64; best_cap.div_ceil(64)].into_boxed_slice(),
-            len: 0,
+            data: zeroed_words(best_cap * words),
+            referenced: zeroed_words(best_cap.div_ceil(64)),
             cap: best_cap,
+        }
+    }
+
+    fn is_referenced(&self, slot: usize) -> bool {
+        self.referenced[slot / 64].load(Ordering::Relaxed) & (1 << (slot % 64)) != 0
+    }
+
+    /// Sets or clears `slot`'s reference bit (an advisory bit: no `seq` write needed).
+    fn set_referenced(&self, slot: usize, on: bool) {
+        let bit = 1u64 << (slot % 64);
+        if on {
+            self.referenced[slot / 64].fetch_or(bit, Ordering::Relaxed);
+        } else {
+            self.referenced[slot / 64].fetch_and(!bit, Ordering::Relaxed);
+        }
+    }
+
+    /// Marks `slot` used, storing only if its bit is clear: a hot entry's bit is nearly always
+    /// set already, and not storing keeps the bitmap's line shared between the cores.
+    fn touch(&self, slot: usize) {
+        if !self.is_referenced(slot) {
+            self.set_referenced(slot, true);
+        }
+    }
+
+    fn word(&self, slot: usize, w: usize) -> u64 {
+        self.data[slot * self.words + w].load(Ordering::Relaxed)
+    }
+
+    /// Whether `slot` holds `key` (one word compare for 8-byte keys: this is on every hit).
+    fn holds(&self, slot: usize, key: &[u8]) -> bool {
+        if let Ok(k) = <[u8; 8]>::try_from(key) {
+            return self.word(slot, 0) == u64::from_ne_bytes(k);
+        }
+        key.chunks(8).enumerate().all(|(w, chunk)| {
+            let have = self.word(slot, w).to_ne_bytes();
+            have[..chunk.len()] == *chunk
+        })
+    }
+
+    /// Calls `f` with the key in `slot`.
+    fn with_key<R>(&self, slot: usize, f: impl FnOnce(&[u8]) -> R) -> R {
+        let words = self.key_len.div_ceil(8);
+        let mut small = [0u64; 4];
+        let mut buf = [0u8; 32];
+        if words <= small.len() {
+            for (w, s) in small.iter_mut().enumerate().take(words) {
+                *s = self.word(slot, w);
+            }
+            return f(&word_bytes(&small[..words], &mut buf)[..self.key_len]);
+        }
+        let all: Vec<u64> = (0..words).map(|w| self.word(slot, w)).collect();
+        let mut bytes = vec![0u8; words * 8];
+        f(&word_bytes(&all, &mut bytes)[..self.key_len])
+    }
+
+    fn hash_at(&self, slot: usize) -> u64 {
+        self.with_key(slot, key_hash)
+    }
+
+    /// Copies `slot`'s entry into `out` (at least `8 · words` bytes).
+    fn copy_out(&self, slot: usize, out: &mut [u8]) {
+        let words = &self.data[slot * self.words..(slot + 1) * self.words];
+        for (w, o) in words.iter().zip(out.chunks_exact_mut(8)) {
+            o.copy_from_slice(&w.load(Ordering::Relaxed).to_ne_bytes());
+        }
+    }
+
+    /// The value's bytes within an entry copied out by [`FixedStore::peek`].
+    pub(super) fn value_of<'b>(&self, entry: &'b [u8]) -> &'b [u8] {
+        &entry[self.key_len..self.entry_len]
+    }
+
+    /// Calls `f` with the value in `slot`.
+    fn with_value<R>(&self, slot: usize, f: impl FnOnce(&[u8]) -> R) -> R {
+        if 8 * self.words <= PEEK_BYTES {
+            let mut entry = [0u8; PEEK_BYTES];
+            self.copy_out(slot, &mut entry);
+            return f(self.value_of(&entry));
+        }
+        let mut entry = vec![0u8; 8 * self.words];
+        self.copy_out(slot, &mut entry);
+        f(self.value_of(&entry))
+    }
+
+    /// Writes `key` and `value` (whose lengths are the store's) into `slot`. Writers only.
+    fn write_entry(&self, slot: usize, key: &[u8], value: &[u8]) {
+        let n = 8 * self.words;
+        let (mut small, mut big) = ([0u8; PEEK_BYTES], Vec::new());
+        let entry: &mut [u8] = if n <= PEEK_BYTES {
+            &mut small[..n]
+        } else {
+            big.resize(n, 0);
+            &mut big
+        };
+        entry[..key.len()].copy_from_slice(key);
+        entry[key.len()..key.len() + value.len()].copy_from_slice(value);
+        let words = &self.data[slot * self.words..(slot + 1) * self.words];
+        for (w, bytes) in words.iter().zip(entry.chunks_exact(8)) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(bytes);
+            w.store(u64::from_ne_bytes(word), Ordering::Relaxed);
+        }
+    }
+
+    /// Copies the entry in slot `from` into slot `to`. Writers only.
+    fn copy_entry(&self, from: usize, to: usize) {
+        for w in 0..self.words {
+            let v = self.word(from, w);
+            self.data[to * self.words + w].store(v, Ordering::Relaxed);
+        }
+    }
+
+    /// Starts a change of the table or entries (`seq` odd until [`FixedStore::end_write`]).
+    /// Writers only, one at a time (the shard's lock).
+    fn begin_write(&self) {
+        let s = self.seq.load(Ordering::Relaxed);
+        self.seq.store(s + 1, Ordering::Relaxed);
+        fence(Ordering::Release);
+    }
+
+    fn end_write(&self) {
+        let s = self.seq.load(Ordering::Relaxed);
+        self.seq.store(s + 1, Ordering::Release);
+    }
+
+    /// Table position and slot of `key` (a consistent result under the lock; a reader's may be
+    /// torn, which its `seq` check discards). Never probes more than the table's length.
+    fn find(&self, key: &[u8], hash: u64) -> Option<(usize, usize)> {
+        let mut pos = hash as usize & self.mask;
+        for _ in 0..=self.mask {
+            let s = self.table.get(pos);
+            if s == EMPTY {
+                return None;
+            }
+            if (s as usize) < self.cap && self.holds(s as usize, key) {
+                return Some((pos, s as usize));
+            }
+            pos = (pos + 1) & self.mask;
+        }
+        None
+    }
+
+    /// Starts loading the lines a lookup of `hash` touches first: its table position and the
+    /// entry the position names now, which a hit usually is.
+    pub(super) fn prefetch(&self, hash: u64) {
+        prefetch(self.table.addr(hash as usize & self.mask));
+    }
+
+    /// Looks `key` up without the lock (see the module note), copying its entry into `out` on
+    /// a hit (see [`FixedStore::value_of`]).
+    pub(super) fn peek(&self, key: &[u8], hash: u64, out: &mut [u8; PEEK_BYTES]) -> Peek {
+        if 8 * self.words > PEEK_BYTES || self.cap == 0 {
+            return if self.cap == 0 {
+                Peek::Miss
+            } else {
+                Peek::Retry
+            };
+        }
+        let before = self.seq.load(Ordering::Acquire);
+        if before & 1 != 0 {
+            return Peek::Retry;
+        }
+        let found = self.find(key, hash);
+        if let Some((_, slot)) = found {
+            self.copy_out(slot, out);
+        }
+        fence(Ordering::Acquire);
+        if self.seq.load(Ordering::Relaxed) != before {
+            return Peek::Retry;
+        }
+        match found {
+            Some((_, slot)) => {
+                self.touch(slot);
+                Peek::Hit
+            }
+            None => Peek::Miss,
+        }
+    }
+}
+
+/// Entries whose key and value have fixed sizes (see the module note): the shared store and
+/// what only the lock holder uses.
+struct FixedEntries {
+    store: Arc<FixedStore>,
+    len: usize,
+    hand: usize,
+}
+
+impl FixedEntries {
+    fn new(bound: usize, key_len: usize, value_len: usize) -> FixedEntries {
+        FixedEntries {
+            store: Arc::new(FixedStore::new(bound, key_len, value_len)),
+            len: 0,
             hand: 0,
         }
     }
@@ -369,100 +659,72 @@ impl FixedEntries {
     /// Charged bytes: the table and the reference bits (allocated up front) and the entries
     /// held. With no slot at all the store holds and charges nothing.
     fn bytes(&self) -> usize {
-        if self.cap == 0 {
+        let s = &self.store;
+        if s.cap == 0 {
             return 0;
         }
-        self.table.bytes() + self.referenced.len() * 8 + self.len * self.entry_len
-    }
-
-    fn is_referenced(&self, slot: usize) -> bool {
-        self.referenced[slot / 64] & (1 << (slot % 64)) != 0
-    }
-
-    fn set_referenced(&mut self, slot: usize, on: bool) {
-        let bit = 1u64 << (slot % 64);
-        if on {
-            self.referenced[slot / 64] |= bit;
-        } else {
-            self.referenced[slot / 64] &= !bit;
-        }
-    }
-
-    fn key_at(&self, slot: usize) -> &[u8] {
-        let at = slot * self.entry_len;
-        &self.data[at..at + self.key_len]
-    }
-
-    /// Table position and slot of `key`.
-    fn find(&self, key: &[u8], hash: u64) -> Option<(usize, usize)> {
-        let mut pos = hash as usize & self.mask;
-        loop {
-            let s = self.table.get(pos);
-            if s == EMPTY {
-                return None;
-            }
-            if same_key(self.key_at(s as usize), key) {
-                return Some((pos, s as usize));
-            }
-            pos = (pos + 1) & self.mask;
-        }
+        s.table.bytes() + s.referenced.len() * 8 + self.len * s.words * 8
     }
 
     /// Table position holding `slot`, whose key hashes to `hash`.
     fn position_of(&self, slot: usize, hash: u64) -> Option<usize> {
-        let mut pos = hash as usize & self.mask;
+        let s = &self.store;
+        let mut pos = hash as usize & s.mask;
         loop {
-            match self.table.get(pos) {
-                s if s as usize == slot => return Some(pos),
+            match s.table.get(pos) {
+                t if t as usize == slot => return Some(pos),
                 EMPTY => return None,
-                _ => pos = (pos + 1) & self.mask,
+                _ => pos = (pos + 1) & s.mask,
             }
         }
     }
 
-    fn lookup(&mut self, key: &[u8], hash: u64) -> Option<&[u8]> {
-        let (_, slot) = self.find(key, hash)?;
-        self.set_referenced(slot, true);
-        let at = slot * self.entry_len;
-        Some(&self.data[at + self.key_len..at + self.entry_len])
+    /// Calls `f` with `key`'s value if cached, marking it used.
+    fn lookup<R>(&self, key: &[u8], hash: u64, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        let s = &self.store;
+        let (_, slot) = s.find(key, hash)?;
+        s.touch(slot);
+        Some(s.with_value(slot, f))
     }
 
     /// Empties table position `pos`, shifting the rest of its probe run back so every key
-    /// stays reachable from its home position without tombstones.
-    fn clear_position(&mut self, mut pos: usize) {
-        let mut next = (pos + 1) & self.mask;
+    /// stays reachable from its home position without tombstones. Inside a `seq` write.
+    fn clear_position(&self, mut pos: usize) {
+        let s = &self.store;
+        let mut next = (pos + 1) & s.mask;
         loop {
-            let s = self.table.get(next);
-            if s == EMPTY {
-                self.table.set(pos, EMPTY);
+            let t = s.table.get(next);
+            if t == EMPTY {
+                s.table.set(pos, EMPTY);
                 return;
             }
-            let home = key_hash(self.key_at(s as usize)) as usize & self.mask;
+            let home = s.hash_at(t as usize) as usize & s.mask;
             // The entry at `next` may move to `pos` unless its home lies after `pos` (cyclically)
             // on the way to `next`.
-            if (next.wrapping_sub(home) & self.mask) >= (next.wrapping_sub(pos) & self.mask) {
-                self.table.set(pos, s);
+            if (next.wrapping_sub(home) & s.mask) >= (next.wrapping_sub(pos) & s.mask) {
+                s.table.set(pos, t);
                 pos = next;
             }
-            next = (next + 1) & self.mask;
+            next = (next + 1) & s.mask;
         }
     }
 
     /// Removes the entry in `slot` (at table position `pos`); the last slot moves into its place.
     fn remove_at(&mut self, pos: usize, slot: usize) {
+        let s = Arc::clone(&self.store);
+        s.begin_write();
         self.clear_position(pos);
         let last = self.len() - 1;
         if slot != last {
-            let moved_pos = self.position_of(last, key_hash(self.key_at(last)));
-            let (from, to) = (last * self.entry_len, slot * self.entry_len);
-            self.data.copy_within(from..from + self.entry_len, to);
-            self.set_referenced(slot, self.is_referenced(last));
+            let moved_pos = self.position_of(last, s.hash_at(last));
+            s.copy_entry(last, slot);
+            s.set_referenced(slot, s.is_referenced(last));
             if let Some(p) = moved_pos {
-                self.table.set(p, slot as u32);
+                s.table.set(p, slot as u32);
             }
         }
-        self.data.truncate(last * self.entry_len);
-        self.set_referenced(last, false);
+        s.end_write();
+        s.set_referenced(last, false);
         self.len = last;
         if self.hand >= self.len() {
             self.hand = 0;
@@ -470,7 +732,7 @@ impl FixedEntries {
     }
 
     fn remove(&mut self, key: &[u8], hash: u64) {
-        if let Some((pos, slot)) = self.find(key, hash) {
+        if let Some((pos, slot)) = self.store.find(key, hash) {
             self.remove_at(pos, slot);
         }
     }
@@ -483,51 +745,54 @@ impl FixedEntries {
         freq: u8,
         sketch: &FrequencySketch,
     ) -> bool {
-        if self.cap == 0 || key.len() + value.len() != self.entry_len || key.len() != self.key_len {
+        let s = Arc::clone(&self.store);
+        if s.cap == 0 || key.len() + value.len() != s.entry_len || key.len() != s.key_len {
             return false;
         }
-        if self.len() == self.cap {
+        if self.len() == s.cap {
             // Second chance: clear reference bits until an unreferenced slot comes under the hand.
-            while self.is_referenced(self.hand) {
-                self.set_referenced(self.hand, false);
+            while s.is_referenced(self.hand) {
+                s.set_referenced(self.hand, false);
                 self.hand = (self.hand + 1) % self.len();
             }
             let victim = self.hand;
-            let victim_hash = key_hash(self.key_at(victim));
+            let victim_hash = s.hash_at(victim);
             if !sketch.admits(freq, victim_hash) {
                 return false;
             }
             // The newcomer takes the victim's slot and the hand moves on, so it gets a full
             // revolution before it can be a victim (moving another entry into the hole instead
             // would keep offering the newest entries to the hand and freeze the rest).
-            match self.position_of(victim, victim_hash) {
-                Some(pos) => self.clear_position(pos),
-                None => return false, // unreachable: every slot is in the table
-            }
-            let at = victim * self.entry_len;
-            self.data[at..at + self.key_len].copy_from_slice(key);
-            self.data[at + self.key_len..at + self.entry_len].copy_from_slice(value);
-            self.set_referenced(victim, false);
-            self.hand = (self.hand + 1) % self.len();
+            let Some(pos) = self.position_of(victim, victim_hash) else {
+                return false; // unreachable: every slot is in the table
+            };
+            s.begin_write();
+            self.clear_position(pos);
+            s.write_entry(victim, key, value);
             self.place(victim, hash);
+            s.end_write();
+            s.set_referenced(victim, false);
+            self.hand = (self.hand + 1) % self.len();
             return true;
         }
         let slot = self.len();
-        self.data.extend_from_slice(key);
-        self.data.extend_from_slice(value);
-        self.set_referenced(slot, false);
-        self.len += 1;
+        s.begin_write();
+        s.write_entry(slot, key, value);
         self.place(slot, hash);
+        s.end_write();
+        s.set_referenced(slot, false);
+        self.len += 1;
         true
     }
 
-    /// Enters `slot` (whose key hashes to `hash`) into the table.
-    fn place(&mut self, slot: usize, hash: u64) {
-        let mut pos = hash as usize & self.mask;
-        while self.table.get(pos) != EMPTY {
-            pos = (pos + 1) & self.mask;
+    /// Enters `slot` (whose key hashes to `hash`) into the table. Inside a `seq` write.
+    fn place(&self, slot: usize, hash: u64) {
+        let s = &self.store;
+        let mut pos = hash as usize & s.mask;
+        while s.table.get(pos) != EMPTY {
+            pos = (pos + 1) & s.mask;
         }
-        self.table.set(pos, slot as u32);
+        s.table.set(pos, slot as u32);
     }
 }
 
@@ -536,16 +801,53 @@ enum Entries {
     Fixed(FixedEntries),
 }
 
-/// One shard of the cache plus its coherence counters (see the parent module's note).
+/// What a lookup of one shard may use without the shard's lock: the sketch, and the fixed
+/// store when the map has one (see the module note).
+#[derive(Clone)]
+pub(super) struct ShardReader {
+    pub(super) sketch: Arc<FrequencySketch>,
+    pub(super) fixed: Option<Arc<FixedStore>>,
+}
+
+impl ShardReader {
+    /// Starts loading the lines a lookup of `hash` touches first (its sketch block and its
+    /// table position), so their cache misses overlap each other and the lock's, if it is
+    /// taken: a locked instruction holds back every load after it, and a hit paid the misses
+    /// one after another before (`farmem-bench hashtable`).
+    #[inline]
+    pub(super) fn prefetch(&self, hash: u64) {
+        if self.sketch.enabled() {
+            prefetch(self.sketch.block_addr(hash));
+        }
+        if let Some(f) = &self.fixed {
+            f.prefetch(hash);
+        }
+    }
+}
+
+/// Hints the CPU to start loading the cache line at `addr` (no-op off x86-64).
+#[inline(always)]
+fn prefetch(addr: usize) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint: it never faults, whatever the address, and reads nothing
+    // into the program. (Newer compilers consider the intrinsic safe; the MSRV does not.)
+    #[allow(unused_unsafe)]
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(addr as *const i8);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = addr;
+}
+
+/// One shard of the cache plus its coherence counters (see the parent module's note): what
+/// only the holder of the shard's lock uses.
 pub(super) struct CacheShard {
     entries: Entries,
-    pub(super) sketch: FrequencySketch,
+    pub(super) sketch: Arc<FrequencySketch>,
     /// Bumped by every write to the shard, before and after its round trip.
     pub(super) epoch: u64,
     /// Writes of this shard whose round trip is out.
     pub(super) writes_in_flight: u32,
-    /// Lookups answered here (counted under the lock: no shared counter on the hit path).
-    pub(super) hits: u64,
     /// Lookups that went to the server.
     pub(super) misses: u64,
 }
@@ -569,20 +871,35 @@ impl CacheShard {
                 Some((k, v)) => Entries::Fixed(FixedEntries::new(rest, k, v)),
                 None => Entries::Bytes(ByteEntries::new(rest)),
             },
-            sketch,
+            sketch: Arc::new(sketch),
             epoch: 0,
             writes_in_flight: 0,
-            hits: 0,
             misses: 0,
         }
     }
 
-    /// Counts an access to `key` (hash `hash`) and returns its cached value.
-    pub(super) fn lookup(&mut self, key: &[u8], hash: u64) -> Option<&[u8]> {
-        self.sketch.touch(hash);
+    /// What lookups of this shard may use without its lock.
+    pub(super) fn reader(&self) -> ShardReader {
+        ShardReader {
+            sketch: Arc::clone(&self.sketch),
+            fixed: match &self.entries {
+                Entries::Fixed(e) => Some(Arc::clone(&e.store)),
+                Entries::Bytes(_) => None,
+            },
+        }
+    }
+
+    /// Calls `f` with `key`'s cached value, if any, marking the entry used. (The access is
+    /// counted in the sketch by the caller, once per lookup.)
+    pub(super) fn lookup_with<R>(
+        &mut self,
+        key: &[u8],
+        hash: u64,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Option<R> {
         match &mut self.entries {
-            Entries::Bytes(e) => e.lookup(key),
-            Entries::Fixed(e) => e.lookup(key, hash),
+            Entries::Bytes(e) => e.lookup(key).map(f),
+            Entries::Fixed(e) => e.lookup(key, hash, f),
         }
     }
 
@@ -638,6 +955,30 @@ mod tests {
         key_hash(&kb(k))
     }
 
+    /// A lookup as the map makes one under the lock: counted in the sketch, then looked up.
+    fn look(s: &mut CacheShard, key: &[u8], hash: u64) -> Option<Vec<u8>> {
+        s.sketch.touch(hash);
+        s.lookup_with(key, hash, <[u8]>::to_vec)
+    }
+
+    /// The fixed store of a shard (tests build fixed shards only where they call this).
+    fn fixed(s: &CacheShard) -> &FixedEntries {
+        match &s.entries {
+            Entries::Fixed(e) => e,
+            Entries::Bytes(_) => panic!("a fixed store"),
+        }
+    }
+
+    /// Every slot of a fixed store is found again from its key's hash.
+    fn every_slot_is_found(e: &FixedEntries, step: usize) {
+        for slot in (0..e.len()).step_by(step) {
+            let found = e
+                .store
+                .with_key(slot, |key| e.store.find(key, key_hash(key)).map(|f| f.1));
+            assert_eq!(found, Some(slot));
+        }
+    }
+
     #[test]
     fn clock_evicts_unreferenced_first_and_respects_the_bound() {
         for fixed in [None, Some((8, 8))] {
@@ -654,20 +995,20 @@ mod tests {
             }
             assert_eq!(s.len(), 3);
             // Touch 0 and 2: the next insert must evict 1.
-            assert!(s.lookup(&kb(0), h(0)).is_some());
-            assert!(s.lookup(&kb(2), h(2)).is_some());
+            assert!(look(&mut s, &kb(0), h(0)).is_some());
+            assert!(look(&mut s, &kb(2), h(2)).is_some());
             assert!(s.insert(&kb(9), &[9; 8], h(9)));
-            assert!(s.lookup(&kb(1), h(1)).is_none(), "{fixed:?}");
-            assert_eq!(s.lookup(&kb(9), h(9)), Some(&[9u8; 8][..]));
+            assert!(look(&mut s, &kb(1), h(1)).is_none(), "{fixed:?}");
+            assert_eq!(look(&mut s, &kb(9), h(9)), Some(vec![9u8; 8]));
             assert!(s.bytes() <= bound);
             // Replacing keeps one entry per key.
             s.insert(&kb(9), &[8; 8], h(9));
             assert_eq!(s.len(), 3);
-            assert_eq!(s.lookup(&kb(9), h(9)), Some(&[8u8; 8][..]));
+            assert_eq!(look(&mut s, &kb(9), h(9)), Some(vec![8u8; 8]));
             // An entry larger than the shard (or of the wrong size for a fixed store) is not
             // cached.
             assert!(!s.insert(b"huge", &vec![0; bound], 77));
-            assert!(s.lookup(b"huge", 77).is_none());
+            assert!(look(&mut s, b"huge", 77).is_none());
             assert!(s.bytes() <= bound);
         }
     }
@@ -709,30 +1050,40 @@ mod tests {
                     latest.remove(&k);
                 }
                 _ => {
-                    if let Some(v) = s.lookup(&kb(k), h(k)) {
-                        assert_eq!(Some(v), latest.get(&k).map(|v| &v[..]), "{k} at {step}");
+                    if let Some(v) = look(&mut s, &kb(k), h(k)) {
+                        assert_eq!(
+                            Some(&v[..]),
+                            latest.get(&k).map(|v| &v[..]),
+                            "{k} at {step}"
+                        );
                     }
                 }
             }
             assert!(s.bytes() <= bound);
         }
-        let Entries::Fixed(e) = &s.entries else {
-            panic!("a fixed store")
-        };
-        assert!(e.cap > 100, "{}", e.cap);
-        let in_table = (0..e.table.len())
-            .filter(|&p| e.table.get(p) != EMPTY)
+        let e = fixed(&s);
+        assert!(e.store.cap > 100, "{}", e.store.cap);
+        assert_eq!(e.store.words, 2, "12-byte entries take two words");
+        let in_table = (0..e.store.table.len())
+            .filter(|&p| e.store.table.get(p) != EMPTY)
             .count();
         assert_eq!(in_table, e.len());
-        let bits: u32 = e.referenced.iter().map(|w| w.count_ones()).sum();
+        let bits: u32 = e
+            .store
+            .referenced
+            .iter()
+            .map(|w| w.load(Ordering::Relaxed).count_ones())
+            .sum();
         assert!(
             bits as usize <= e.len(),
             "no reference bit past the last slot"
         );
-        for slot in 0..e.len() {
-            let key = e.key_at(slot);
-            assert_eq!(e.find(key, key_hash(key)).map(|f| f.1), Some(slot));
-        }
+        every_slot_is_found(e, 1);
+        assert_eq!(
+            e.store.seq.load(Ordering::Relaxed) % 2,
+            0,
+            "no write left open"
+        );
     }
 
     /// A store too big for two-byte slot indices uses four-byte ones, fills to its capacity
@@ -741,24 +1092,109 @@ mod tests {
     fn a_large_fixed_store_switches_to_wide_slot_indices() {
         let bound = 5 << 19; // 2.5 MiB
         let mut s = CacheShard::new(bound, Some((8, 8)));
-        let Entries::Fixed(e) = &s.entries else {
-            panic!("a fixed store")
-        };
-        assert!(matches!(e.table, SlotTable::Wide(_)));
-        let cap = e.cap;
+        let e = fixed(&s);
+        assert!(matches!(e.store.table, SlotTable::Wide(_)));
+        let cap = e.store.cap;
         assert!(cap > 65_535, "{cap}");
         for k in 0..cap as u64 + 1000 {
             s.insert(&kb(k), &k.to_le_bytes(), h(k));
         }
         assert!(s.bytes() <= bound);
-        let Entries::Fixed(e) = &s.entries else {
-            panic!("a fixed store")
-        };
+        let e = fixed(&s);
         assert_eq!(e.len(), cap);
-        for slot in (0..e.len()).step_by(97) {
-            let key = e.key_at(slot);
-            assert_eq!(e.find(key, key_hash(key)).map(|f| f.1), Some(slot));
-        }
+        every_slot_is_found(e, 97);
+    }
+
+    /// Lock-free hits racing a writer that replaces, removes and evicts entries (under the
+    /// shard's lock, as the map does) see only whole entries of the key asked for: every value
+    /// a reader gets has all its words from one write of that key. Readers also see misses,
+    /// and a reader that met the writer mid-change retried instead of reading.
+    #[test]
+    fn lock_free_hits_racing_a_writer_never_see_a_torn_or_foreign_entry() {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::Mutex;
+        const SPREAD: u64 = 0x9e37_79b9_7f4a_7c15;
+        // Eight equal words: the key spread, xor the write's version.
+        let value = |k: u64, version: u64| -> Vec<u8> {
+            (0..8)
+                .flat_map(|_| (k.wrapping_mul(SPREAD) ^ version).to_ne_bytes())
+                .collect()
+        };
+        let shard = Arc::new(Mutex::new(CacheShard::new(16 << 10, Some((8, 64)))));
+        let store = shard.lock().unwrap().reader().fixed.expect("a fixed store");
+        let keys = 600u64; // more than the shard holds: the writer evicts as well
+        let stop = Arc::new(AtomicBool::new(false));
+        // Readers read until the writer has made this many writes (whatever the scheduling).
+        let written = Arc::new(AtomicU64::new(0));
+        let writer = {
+            let (shard, stop, written) = (shard.clone(), stop.clone(), written.clone());
+            std::thread::spawn(move || {
+                let mut rng = rand::rngs::StdRng::seed_from_u64(21);
+                let mut version = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let k = rng.gen_range(0..keys);
+                    let mut s = shard.lock().unwrap();
+                    s.sketch.touch(h(k));
+                    if rng.gen_range(0..8) == 0 {
+                        s.remove(&kb(k), h(k));
+                    } else {
+                        version += 1;
+                        s.insert(&kb(k), &value(k, version), h(k));
+                    }
+                    written.store(version, Ordering::Relaxed);
+                }
+                version
+            })
+        };
+        let readers: Vec<_> = (0..2u64)
+            .map(|t| {
+                let (store, written) = (store.clone(), written.clone());
+                std::thread::spawn(move || {
+                    let mut rng = rand::rngs::StdRng::seed_from_u64(t);
+                    let (mut hits, mut misses, mut retries) = (0u64, 0u64, 0u64);
+                    let mut entry = [0u8; PEEK_BYTES];
+                    let mut reads = 0u64;
+                    // Until both outcomes were seen too (a busy writer can make a short run's
+                    // reads all retries); bounded, so a store that never hits fails below.
+                    while (reads < 300_000
+                        || written.load(Ordering::Relaxed) < 20_000
+                        || hits == 0
+                        || misses == 0)
+                        && reads < 50_000_000
+                    {
+                        reads += 1;
+                        let k = rng.gen_range(0..keys);
+                        match store.peek(&kb(k), h(k), &mut entry) {
+                            Peek::Hit => {
+                                hits += 1;
+                                let v = store.value_of(&entry);
+                                let first = &v[..8];
+                                assert!(
+                                    v.chunks(8).all(|w| w == first),
+                                    "torn value for key {k}: {v:?}"
+                                );
+                                let word = u64::from_ne_bytes(first.try_into().unwrap());
+                                let version = word ^ k.wrapping_mul(SPREAD);
+                                assert!(version < 1 << 40, "key {k} got another key's value");
+                            }
+                            Peek::Miss => misses += 1,
+                            Peek::Retry => retries += 1,
+                        }
+                    }
+                    (hits, misses, retries)
+                })
+            })
+            .collect();
+        let seen: Vec<_> = readers.into_iter().map(|r| r.join().unwrap()).collect();
+        stop.store(true, Ordering::Relaxed);
+        let versions = writer.join().unwrap();
+        let hits: u64 = seen.iter().map(|s| s.0).sum();
+        let misses: u64 = seen.iter().map(|s| s.1).sum();
+        assert!(versions >= 20_000, "{versions} writes");
+        assert!(hits > 0 && misses > 0, "{seen:?}");
+        let s = shard.lock().unwrap();
+        assert_eq!(fixed(&s).store.seq.load(Ordering::Relaxed) % 2, 0);
+        every_slot_is_found(fixed(&s), 1);
     }
 
     #[test]
@@ -783,7 +1219,7 @@ mod tests {
     /// keys never touched mostly estimate 0, whatever shard's hash bits they share.
     #[test]
     fn sketch_counts_without_undercounting_and_keeps_keys_apart() {
-        let mut sk = FrequencySketch::new(512);
+        let sk = FrequencySketch::new(512);
         let hot: Vec<u64> = (0..32).map(h).collect();
         for (i, &k) in hot.iter().enumerate() {
             for _ in 0..=(i % 12) {
@@ -817,7 +1253,7 @@ mod tests {
     /// mixing them.
     #[test]
     fn sketch_counters_saturate_and_halve_per_nibble() {
-        let mut sk = FrequencySketch::new(32);
+        let sk = FrequencySketch::new(32);
         let (a, b) = (h(1), h(2));
         for _ in 0..40 {
             sk.touch(a);
@@ -829,12 +1265,14 @@ mod tests {
         let before_b = sk.estimate(b);
         assert!(before_b >= 6);
         // The next touch reaches the halving period.
-        sk.adds = 10 * sk.width - 1;
+        sk.adds.store(10 * sk.width - 1, Ordering::Relaxed);
         sk.touch(h(3));
         assert_eq!(sk.estimate(a), 7);
         assert_eq!(sk.estimate(b), before_b / 2);
         assert!(
-            sk.counters.iter().all(|&c| c & 0x88 == 0),
+            sk.counters
+                .iter()
+                .all(|c| c.load(Ordering::Relaxed) & 0x88 == 0),
             "a nibble above 7"
         );
     }
@@ -851,22 +1289,22 @@ mod tests {
             // Fill with hot keys, each looked up several times.
             for k in 0..1000u64 {
                 for _ in 0..4 {
-                    let _ = s.lookup(&kb(k), h(k));
+                    let _ = look(&mut s, &kb(k), h(k));
                 }
                 s.insert(&kb(k), &value(1), h(k));
             }
             let hot: Vec<u64> = (0..1000)
-                .filter(|&k| s.lookup(&kb(k), h(k)).is_some())
+                .filter(|&k| look(&mut s, &kb(k), h(k)).is_some())
                 .collect();
             assert!(!hot.is_empty());
             // A scan of one-off keys (seen once each) must not flush the hot entries.
             for k in 10_000..12_000u64 {
-                let _ = s.lookup(&kb(k), h(k));
+                let _ = look(&mut s, &kb(k), h(k));
                 s.insert(&kb(k), &value(2), h(k));
             }
             let kept = hot
                 .iter()
-                .filter(|&&k| s.lookup(&kb(k), h(k)).is_some())
+                .filter(|&&k| look(&mut s, &kb(k), h(k)).is_some())
                 .count();
             assert!(
                 kept * 2 > hot.len(),
@@ -909,7 +1347,7 @@ mod tests {
         let (mut hits, mut lookups) = (0u64, 0u64);
         for pass in 0..3 {
             for &k in &draws {
-                let hit = s.lookup(&kb(k), h(k)).is_some();
+                let hit = look(&mut s, &kb(k), h(k)).is_some();
                 if !hit {
                     s.insert(&kb(k), &[0; 64], h(k));
                 }

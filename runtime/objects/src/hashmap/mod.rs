@@ -26,10 +26,14 @@
 //!   per 16 KiB). Keys and
 //!   values of fixed size ([`MapBytes::FIXED_LEN`]: every `Pod` type) live in fixed-size slots
 //!   of one array found through an open-addressing table, charged their real bytes (key and
-//!   value, plus the table and a reference bit each); byte strings are charged
-//!   `2·key + value + ENTRY_OVERHEAD_BYTES`. A hit
-//!   sets the entry's reference bit; an insert into a full shard sweeps the hand, clearing bits
-//!   until an unreferenced victim comes up, and the newcomer takes the victim's slot.
+//!   value rounded up to whole words, plus the table and a reference bit each); byte strings
+//!   are charged `2·key + value + ENTRY_OVERHEAD_BYTES`. A hit in the fixed-size store takes
+//!   no lock and, for a hot entry, stores nothing (a seqlock over atomics; `cache.rs`), and hits
+//!   are counted per worker, so two workers reading the same hot entries share its lines
+//!   instead of bouncing a lock's line between them; misses, fills and writes take the shard's
+//!   lock. A hit sets the entry's reference bit (if clear); an insert into a full shard
+//!   sweeps the hand, clearing bits until an unreferenced victim comes up, and the newcomer
+//!   takes the victim's slot.
 //!   **Admission** (TinyLFU): a per-shard count-min sketch of recent accesses (charged to the
 //!   bound) keeps a new entry out when the victim is accessed at least as often, so one-off keys
 //!   do not flush hot ones. Shards too small to pay for a sketch (an eighth of the shard) are
@@ -72,9 +76,10 @@ mod cache;
 mod combine;
 
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crossbeam_utils::CachePadded;
 use farmem_error::{Error, ErrorKind, Result};
 use farmem_net::hash::{
     decode_flag, decode_get_many, decode_len, key_hash, HashOp, HASH_INDEX_FUNCTION,
@@ -85,14 +90,20 @@ use crate::memory::FarMemory;
 use crate::pod::Pod;
 use crate::pointer::MAX_DS_ID;
 
-use cache::CacheShard;
 pub use cache::ENTRY_OVERHEAD_BYTES;
+use cache::{CacheShard, Peek, ShardReader, PEEK_BYTES};
 use combine::{BatchAnswers, MissCombiner};
 
 /// Threads that send a map's miss batches (each has at most one batch out). One: on a loopback
 /// link the trips' CPU, not their latency, bounds throughput, and a second sender halved the
 /// keys per trip and lost throughput (`farmem-bench hashtable`, 25%: ratio 0.084 vs 0.115).
 const MISS_SENDERS: usize = 1;
+
+/// Lock-free reads of a fixed store that met a writer before a lookup takes the shard's lock.
+const PEEK_TRIES: usize = 2;
+
+/// Hit counters for worker lanes (worker `w` counts in `w % HIT_LANES`; OS threads in one more).
+const HIT_LANES: usize = 16;
 
 /// At most this many cache shards; a small cache gets fewer, so each can still hold entries.
 const MAX_CACHE_SHARDS: usize = 64;
@@ -190,6 +201,11 @@ struct MapShared {
     combiner: Arc<MissCombiner>,
     ds: u16,
     shards: Box<[Mutex<CacheShard>]>,
+    /// Per shard, what a lookup uses without the shard's lock (the sketch, the fixed store).
+    readers: Box<[ShardReader]>,
+    /// Lookups answered locally, one counter per worker lane (OS threads share the last), so
+    /// a hit writes no line another core writes.
+    hits: Box<[CachePadded<AtomicU64>]>,
 }
 
 /// A concurrent far-memory hash map from `K` to `V` (see the module note): the index on the
@@ -233,14 +249,17 @@ impl<K: MapBytes, V: MapBytes> RemHashMap<K, V> {
         let shards = prev_power_of_two((cache_bytes / BYTES_PER_SHARD).clamp(1, MAX_CACHE_SHARDS));
         let per_shard = cache_bytes / shards;
         let fixed = K::FIXED_LEN.zip(V::FIXED_LEN);
+        let shards: Box<[CacheShard]> = (0..shards)
+            .map(|_| CacheShard::new(per_shard, fixed))
+            .collect();
         let map = RemHashMap {
             shared: Arc::new(MapShared {
                 backend,
                 combiner: Arc::new(MissCombiner::default()),
                 ds,
-                shards: (0..shards)
-                    .map(|_| Mutex::new(CacheShard::new(per_shard, fixed)))
-                    .collect(),
+                readers: shards.iter().map(CacheShard::reader).collect(),
+                shards: shards.into_vec().into_iter().map(Mutex::new).collect(),
+                hits: (0..=HIT_LANES).map(|_| CachePadded::default()).collect(),
             }),
             _types: PhantomData,
         };
@@ -281,11 +300,21 @@ impl<K: MapBytes, V: MapBytes> RemHashMap<K, V> {
         Ok(map)
     }
 
+    /// The shard `hash` belongs to.
+    fn shard_index(&self, hash: u64) -> usize {
+        (hash >> 32) as usize & (self.shared.shards.len() - 1)
+    }
+
     fn shard(&self, hash: u64) -> Result<MutexGuard<'_, CacheShard>> {
-        let shards = &self.shared.shards;
-        shards[(hash >> 32) as usize & (shards.len() - 1)]
+        self.shared.shards[self.shard_index(hash)]
             .lock()
             .map_err(|_| Error::internal("hash map cache shard lock poisoned"))
+    }
+
+    /// Counts a lookup answered locally.
+    fn count_hit(&self) {
+        let lane = farmem_sched::worker_id().map_or(HIT_LANES, |w| w % HIT_LANES);
+        self.shared.hits[lane].fetch_add(1, Ordering::Relaxed);
     }
 
     fn remote(&self, op: HashOp<'_>) -> Result<Vec<u8>> {
@@ -296,12 +325,36 @@ impl<K: MapBytes, V: MapBytes> RemHashMap<K, V> {
     pub fn get(&self, key: &K) -> Result<Option<V>> {
         let kb = key.map_bytes();
         let hash = key_hash(kb);
+        let reader = &self.shared.readers[self.shard_index(hash)];
+        reader.prefetch(hash);
+        reader.sketch.touch(hash);
+        // A fixed store answers hits without the lock (cache.rs); a miss it saw consistently
+        // needs no second look under the lock.
+        let mut look_again = true;
+        if let Some(store) = &reader.fixed {
+            let mut entry = [0u8; PEEK_BYTES];
+            for _ in 0..PEEK_TRIES {
+                match store.peek(kb, hash, &mut entry) {
+                    Peek::Hit => {
+                        self.count_hit();
+                        return V::from_map_bytes(store.value_of(&entry)).map(Some);
+                    }
+                    Peek::Miss => {
+                        look_again = false;
+                        break;
+                    }
+                    Peek::Retry => std::hint::spin_loop(),
+                }
+            }
+        }
         let seen_epoch = {
             let mut shard = self.shard(hash)?;
-            if let Some(v) = shard.lookup(kb, hash) {
-                let v = V::from_map_bytes(v).map(Some);
-                shard.hits += 1;
-                return v;
+            if look_again {
+                if let Some(v) = shard.lookup_with(kb, hash, V::from_map_bytes) {
+                    drop(shard);
+                    self.count_hit();
+                    return v.map(Some);
+                }
             }
             shard.misses += 1;
             shard.epoch
@@ -379,9 +432,14 @@ impl<K: MapBytes, V: MapBytes> RemHashMap<K, V> {
             miss_trip_nanos: self.shared.combiner.trip_nanos(),
             ..HashCacheStats::default()
         };
+        s.hits = self
+            .shared
+            .hits
+            .iter()
+            .map(|h| h.load(Ordering::Relaxed))
+            .sum();
         for shard in self.shared.shards.iter() {
             if let Ok(sh) = shard.lock() {
-                s.hits += sh.hits;
                 s.misses += sh.misses;
                 s.entries += sh.len() as u64;
                 s.bytes += sh.bytes() as u64;
