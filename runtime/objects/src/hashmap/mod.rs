@@ -327,7 +327,7 @@ impl<K: MapBytes, V: MapBytes> RemHashMap<K, V> {
         let hash = key_hash(kb);
         let reader = &self.shared.readers[self.shard_index(hash)];
         reader.prefetch(hash);
-        reader.sketch.touch(hash);
+        reader.sketch.record(hash);
         // A fixed store answers hits without the lock (cache.rs); a miss it saw consistently
         // needs no second look under the lock.
         let mut look_again = true;
