@@ -75,8 +75,8 @@ pub(super) const PEEK_BYTES: usize = 128;
 /// **Lookups are sampled** ([`FrequencySketch::record`]): one in two, drawn at random per
 /// thread. Admission compares two keys' counts, and a uniform sample of the access stream keeps
 /// their order while halving the sketch's loads and compare-and-swaps on the hit path
-/// (`farmem-bench hashtable` at 25%: ratio 0.317 → 0.346, hit rate 0.869 → 0.867; one in four
-/// lost more hit rate than it saved, 0.863). Writes are always counted.
+/// (`farmem-bench hashtable` at 25%: ratio 0.327 → 0.344, hit rate 0.869 → 0.867; one in four
+/// cost more hit rate, 0.863, and measured no faster). Writes are always counted.
 pub(super) struct FrequencySketch {
     /// Two counters per byte: counter `i` is the low nibble of byte `i / 2` when `i` is even.
     counters: Box<[AtomicU8]>,
@@ -440,7 +440,7 @@ pub(super) struct FixedStore {
     cap: usize,
 }
 
-/// Bytes `0..len` of `words` as a byte slice of `buf` (`buf` holds at least `words.len() * 8`).
+/// The bytes of `words`, written into `buf` (at least `8 · words.len()` long) and returned.
 fn word_bytes<'b>(words: &[u64], buf: &'b mut [u8]) -> &'b [u8] {
     for (w, chunk) in words.iter().zip(buf.chunks_exact_mut(8)) {
         chunk.copy_from_slice(&w.to_ne_bytes());

@@ -34,9 +34,9 @@
 //!   lock. A hit sets the entry's reference bit (if clear); an insert into a full shard
 //!   sweeps the hand, clearing bits until an unreferenced victim comes up, and the newcomer
 //!   takes the victim's slot.
-//!   **Admission** (TinyLFU): a per-shard count-min sketch of recent accesses (charged to the
-//!   bound) keeps a new entry out when the victim is accessed at least as often, so one-off keys
-//!   do not flush hot ones. Shards too small to pay for a sketch (an eighth of the shard) are
+//!   **Admission** (TinyLFU): a per-shard count-min sketch of recent accesses (lookups sampled
+//!   one in two; charged to the bound) keeps a new entry out when the victim is accessed at
+//!   least as often, so one-off keys do not flush hot ones. Shards too small to pay for a sketch (an eighth of the shard) are
 //!   plain CLOCK. We use this rather than objects in the local log because entries are tiny (a
 //!   log object per entry would carry a header and pointer word each, and the evacuator's
 //!   per-region scan buys nothing for a cache that can simply drop clean entries).
