@@ -17,6 +17,22 @@
 //! loads and stores (AVX2 where the CPU has it, 16-byte SSE2 otherwise), which run at 50–80
 //! GB/s there (`farmem-bench copy`, 4 KiB and 64 KiB copies). Other architectures use `memcpy`.
 
+/// Hints the CPU to start loading the cache line at `p` (no-op off x86-64). Used where a
+/// lookup knows its next addresses before it can read them (the server's batched object
+/// lookups, a hash map's cache probe), so their cache misses overlap.
+#[inline(always)]
+pub fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint: it never faults, whatever the address, and reads nothing
+    // into the program. (Newer compilers consider the intrinsic safe; the MSRV does not.)
+    #[allow(unused_unsafe)]
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// Copies below this many bytes always use `memcpy` (short copies do not use `rep movsb`).
 const VECTOR_MIN_BYTES: usize = 512;
 /// Destinations less than this far past the source, modulo a page, take the vector path.

@@ -25,6 +25,7 @@
 
 use std::sync::Arc;
 
+use farmem_net::copy::prefetch;
 use farmem_net::ObjectId;
 
 /// Fibonacci hashing's multiplier (2^64 / φ).
@@ -51,20 +52,6 @@ impl Default for ObjectTable {
     fn default() -> ObjectTable {
         ObjectTable::with_slots(INITIAL_SLOTS)
     }
-}
-
-/// Hints the CPU to start loading the cache line at `p` (no-op off x86-64).
-#[inline(always)]
-pub(crate) fn prefetch<T>(p: *const T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is a hint: it never faults, whatever the address, and reads nothing
-    // into the program. (Newer compilers consider the intrinsic safe; the MSRV does not.)
-    #[allow(unused_unsafe)]
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
 }
 
 impl ObjectTable {

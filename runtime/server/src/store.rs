@@ -31,9 +31,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use farmem_error::{Error, ErrorKind, Result};
+use farmem_net::copy::prefetch;
 use farmem_net::{DsId, ObjectId};
 
-use crate::object_table::{prefetch, ObjectTable};
+use crate::object_table::ObjectTable;
 
 /// Bytes charged per object on top of its contents.
 pub const OBJECT_OVERHEAD_BYTES: u64 = 32;

@@ -855,18 +855,10 @@ impl ShardReader {
     }
 }
 
-/// Hints the CPU to start loading the cache line at `addr` (no-op off x86-64).
+/// Hints the CPU to start loading the cache line at `addr` (an address only: nothing is read).
 #[inline(always)]
 fn prefetch(addr: usize) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is a hint: it never faults, whatever the address, and reads nothing
-    // into the program. (Newer compilers consider the intrinsic safe; the MSRV does not.)
-    #[allow(unused_unsafe)]
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(addr as *const i8);
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = addr;
+    farmem_net::copy::prefetch(addr as *const u8);
 }
 
 /// One shard of the cache plus its coherence counters (see the parent module's note): what
