@@ -237,6 +237,56 @@ pub(crate) fn green_wait_fd(
 
 /// Queues a woken (started) green thread on its owner worker.
 pub(crate) fn schedule_woken(task: Arc<Task>) {
+    let mut notify = Notify::default();
+    queue_woken(task, &mut notify);
+    notify.send();
+}
+
+/// The workers a batch of wake-ups may have to notify: each (runtime, worker) once, checked
+/// after the whole batch is queued (one fence per worker, not one per wake-up). The first is
+/// held inline, so a single wake-up allocates nothing.
+#[derive(Default)]
+pub(crate) struct Notify {
+    first: Option<(Arc<Shared>, usize)>,
+    more: Vec<(Arc<Shared>, usize)>,
+}
+
+impl Notify {
+    /// Notes `owner` of `shared`; returns the runtime (held here, so the caller may move the
+    /// task that named it).
+    fn add(&mut self, shared: &Arc<Shared>, owner: usize) -> &Shared {
+        let same = |(s, o): &(Arc<Shared>, usize)| *o == owner && Arc::ptr_eq(s, shared);
+        if self.first.as_ref().is_some_and(same) {
+            return &self.first.as_ref().expect("just matched").0;
+        }
+        if self.first.is_none() {
+            return &self.first.insert((shared.clone(), owner)).0;
+        }
+        let i = match self.more.iter().position(same) {
+            Some(i) => i,
+            None => {
+                self.more.push((shared.clone(), owner));
+                self.more.len() - 1
+            }
+        };
+        &self.more[i].0
+    }
+
+    /// Wakes each noted worker that sleeps. Its queue was pushed before this call, and
+    /// `needs_notify` fences before it reads the sleep flag, so a worker that announced its
+    /// sleep before the fence is woken and one that announces it later sees the push.
+    pub(crate) fn send(self) {
+        for (shared, owner) in self.first.into_iter().chain(self.more) {
+            if shared.idle.needs_notify(owner) {
+                shared.notify(owner);
+            }
+        }
+    }
+}
+
+/// Queues a woken (started) green thread on its owner worker: on its ready queue when called
+/// from that worker, else on its remote queue, noting in `notify` that it may sleep.
+pub(crate) fn queue_woken(task: Arc<Task>, notify: &mut Notify) {
     let owner = task.owner.load(Ordering::Relaxed);
     let w = WORKER.get();
     if !w.is_null() {
@@ -249,17 +299,11 @@ pub(crate) fn schedule_woken(task: Arc<Task>) {
             }
         }
     }
-    let shared = task.shared.clone();
-    if shared.shutdown.load(Ordering::Acquire) {
+    if task.shared.shutdown.load(Ordering::Acquire) || owner >= task.shared.workers.len() {
         return; // the workers are gone or going; the task is unwound by its owner
     }
-    let Some(target) = shared.workers.get(owner) else {
-        return;
-    };
-    target.remote.push(task);
-    if shared.idle.needs_notify(owner) {
-        shared.notify(owner);
-    }
+    let shared = notify.add(&task.shared, owner);
+    shared.workers[owner].remote.push(task);
 }
 
 /// Queues a new green thread. From a worker of `shared`: on that worker's `fresh` deque (idle

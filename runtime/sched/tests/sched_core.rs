@@ -164,6 +164,64 @@ fn green_thread_unparks_an_os_thread() {
     }
 }
 
+/// One `unpark_all` from an OS thread wakes green threads of every worker of two runtimes
+/// (their workers asleep in between) and an OS thread, round after round; the parks have no
+/// timeout, so a lost wake-up hangs and fails the bound.
+#[test]
+fn unpark_all_wakes_green_threads_of_every_worker_and_os_threads() {
+    const ROUNDS: usize = 200;
+    const PER_RUNTIME: usize = 8;
+    bounded("rounds of unpark_all", || {
+        let runtimes = [rt(2), rt(2)];
+        let generation = Arc::new(AtomicUsize::new(0));
+        let acks = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = mpsc::channel::<Unparker>();
+        let waiter = |generation: Arc<AtomicUsize>, acks: Arc<AtomicUsize>| {
+            move || {
+                for round in 1..=ROUNDS {
+                    while generation.load(Ordering::Acquire) < round {
+                        park::park();
+                    }
+                    acks.fetch_add(1, Ordering::AcqRel);
+                }
+            }
+        };
+        let mut green = Vec::new();
+        for rt in &runtimes {
+            for _ in 0..PER_RUNTIME {
+                let (tx, body) = (tx.clone(), waiter(generation.clone(), acks.clone()));
+                green.push(rt.spawn(move || {
+                    tx.send(park::current_unparker()).unwrap();
+                    body()
+                }));
+            }
+        }
+        let (g, a, t) = (generation.clone(), acks.clone(), tx.clone());
+        let os = std::thread::spawn(move || {
+            t.send(park::current_unparker()).unwrap();
+            waiter(g, a)()
+        });
+        let waiters = 2 * PER_RUNTIME + 1;
+        let unparkers: Vec<Unparker> = rx.iter().take(waiters).collect();
+        assert_eq!(unparkers.len(), waiters);
+        assert_eq!(
+            unparkers.iter().filter(|u| u.is_green()).count(),
+            2 * PER_RUNTIME
+        );
+        for round in 1..=ROUNDS {
+            generation.store(round, Ordering::Release);
+            Unparker::unpark_all(&unparkers);
+            while acks.load(Ordering::Acquire) < round * waiters {
+                std::thread::yield_now();
+            }
+        }
+        for h in green {
+            h.join().unwrap();
+        }
+        os.join().unwrap();
+    });
+}
+
 #[test]
 fn green_threads_on_different_workers_wake_each_other() {
     let rt = rt(2);

@@ -837,6 +837,9 @@ enum Entries {
 pub(super) struct ShardReader {
     pub(super) sketch: Arc<FrequencySketch>,
     pub(super) fixed: Option<Arc<FixedStore>>,
+    /// Bumped by every write to the shard, before and after its round trip; changed only under
+    /// the shard's lock, read by a miss without it (the parent module's note).
+    pub(super) epoch: AtomicU64,
 }
 
 impl ShardReader {
@@ -866,12 +869,8 @@ fn prefetch(addr: usize) {
 pub(super) struct CacheShard {
     entries: Entries,
     pub(super) sketch: Arc<FrequencySketch>,
-    /// Bumped by every write to the shard, before and after its round trip.
-    pub(super) epoch: u64,
-    /// Writes of this shard whose round trip is out.
+    /// Writes of this shard whose round trip is out (its epoch is in its [`ShardReader`]).
     pub(super) writes_in_flight: u32,
-    /// Lookups that went to the server.
-    pub(super) misses: u64,
 }
 
 impl CacheShard {
@@ -894,9 +893,7 @@ impl CacheShard {
                 None => Entries::Bytes(ByteEntries::new(rest)),
             },
             sketch: Arc::new(sketch),
-            epoch: 0,
             writes_in_flight: 0,
-            misses: 0,
         }
     }
 
@@ -908,6 +905,7 @@ impl CacheShard {
                 Entries::Fixed(e) => Some(Arc::clone(&e.store)),
                 Entries::Bytes(_) => None,
             },
+            epoch: AtomicU64::new(0),
         }
     }
 

@@ -7,7 +7,8 @@
 //!   sender thread: loop { wait while the queue is empty (exit after SENDER_IDLE_EXIT);
 //!                         take ≤ COMBINE_BATCH_KEYS from the front;
 //!                         one get-many round trip (blocks this OS thread only);
-//!                         put each answer in its Miss, unpark its waiter }
+//!                         put each answer in its Miss, unpark the waiters at once,
+//!                         pass the found values to the map's fill }
 //! ```
 //!
 //! Why an OS thread and not a green leader: a green thread that leads the round trip stops
@@ -24,7 +25,8 @@
 //! missing now have one. The exit and the start are decided under the queue lock (`running`,
 //! `idle`), so a miss queued as a sender leaves is seen by it or starts a new one.
 //!
-//! The queue's state lives under one mutex; a waiter's answer lands in its own `Miss` and the
+//! The queue's state lives under one mutex; a waiter's answer lands in its own `Miss` (written
+//! once, then published by an atomic state, so neither side takes a lock for it) and the
 //! waiter is woken through its `Unparker` (a token: an unpark before the park is not lost). The
 //! park has no timeout: a timed park costs a green thread a timer entry and two clock reads on
 //! every miss, and it would buy nothing, because a waiter leaves only with its answer anyway.
@@ -34,8 +36,9 @@
 //! unanswered; the map's farewell (the server-side `clear`) runs on the last sender to exit, or
 //! on a thread of its own when none is running, so dropping a map never waits for a round trip.
 
+use std::cell::UnsafeCell;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -83,6 +86,26 @@ pub(super) struct BatchAnswers {
 /// One `get-many` round trip: the answers to `keys`, in order.
 pub(super) type SendBatch = dyn Fn(&[&[u8]]) -> Result<BatchAnswers> + Send + Sync;
 
+/// A value a batch found, with what its miss carried for the fill: the key's hash and the
+/// epoch its shard had when the miss was queued.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Found<'a> {
+    /// The key asked.
+    pub(super) key: &'a [u8],
+    /// The hash the miss was queued with.
+    pub(super) hash: u64,
+    /// The epoch the miss was queued with.
+    pub(super) epoch: u64,
+    /// The value the server answered.
+    pub(super) value: &'a [u8],
+}
+
+/// What a sender does with a batch's found values once it has woken their waiters: the map fills
+/// its cache (one thread filling from values still in its own cache, instead of every waiter
+/// taking a shard's lock after its wake-up). After the wake-ups, so the fill is off the misses'
+/// latency: a waiter that looks its key up again at once may miss it once more.
+pub(super) type FillBatch = dyn Fn(&[Found<'_>]) + Send + Sync;
+
 /// Keys up to this long are kept inside their queued miss (no allocation per miss).
 const INLINE_KEY_BYTES: usize = 32;
 
@@ -120,22 +143,63 @@ impl KeyBuf {
 /// What the last sender to exit runs (the map's `clear` on the server).
 pub(super) type Farewell = Box<dyn FnOnce() + Send>;
 
-/// One queued miss: its key, where its answer lands, and who to wake.
+/// One queued miss: its key, its hash and epoch (for the fill), where its answer lands, and who
+/// to wake.
 struct Miss {
     key: KeyBuf,
-    answer: Mutex<Option<MissAnswer>>,
+    hash: u64,
+    epoch: u64,
+    /// [`EMPTY`], [`WRITING`] (one answerer won it), [`ANSWERED`].
+    state: AtomicU8,
+    /// Written only by the answerer that moved `state` to `WRITING`, before it stores
+    /// `ANSWERED` (release); read only by the waiter, after it loads `ANSWERED` (acquire).
+    answer: UnsafeCell<Option<MissAnswer>>,
     waker: Unparker,
 }
 
+/// `Miss::state`: no answer yet.
+const EMPTY: u8 = 0;
+/// `Miss::state`: an answer is being written.
+const WRITING: u8 = 1;
+/// `Miss::state`: the answer is in.
+const ANSWERED: u8 = 2;
+
+// SAFETY: `answer` is written by one thread (the answerer that won `state`), before the release
+// store of `ANSWERED`, and read only by the waiter after the acquire load that saw it; no
+// other access exists (see `answer` and `take`).
+unsafe impl Sync for Miss {}
+
 impl Miss {
+    /// Puts `answer` in, unless the miss was answered already (every miss is answered once;
+    /// a second answer is dropped rather than racing the first). Wakes nobody: the caller
+    /// unparks the waiter, one by one or a batch at once.
+    fn answer(&self, answer: MissAnswer) {
+        if self
+            .state
+            .compare_exchange(EMPTY, WRITING, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            // SAFETY: this thread won `state`, so it is the only writer, and the waiter reads
+            // only after `ANSWERED` below.
+            unsafe { *self.answer.get() = Some(answer) };
+            self.state.store(ANSWERED, Ordering::Release);
+        }
+    }
+
+    /// Answers and wakes the waiter.
     fn set(&self, answer: MissAnswer) {
-        // A poisoned lock still holds a valid `Option`: overwrite it.
-        *self.answer.lock().unwrap_or_else(|p| p.into_inner()) = Some(answer);
+        self.answer(answer);
         self.waker.unpark();
     }
 
+    /// The answer, once it is in; called only by the miss's own waiter.
     fn take(&self) -> Option<MissAnswer> {
-        self.answer.lock().unwrap_or_else(|p| p.into_inner()).take()
+        if self.state.load(Ordering::Acquire) != ANSWERED {
+            return None;
+        }
+        // SAFETY: `ANSWERED` was stored after the last write of `answer` (release, acquired
+        // above) and nothing writes it after; only the waiter, this caller, reads it.
+        unsafe { (*self.answer.get()).take() }
     }
 }
 
@@ -157,6 +221,7 @@ struct SenderSpec {
     max: usize,
     name: String,
     send: Arc<SendBatch>,
+    fill: Arc<FillBatch>,
 }
 
 /// The miss queue of one map, its counters, and the condition its senders wait on.
@@ -192,13 +257,16 @@ impl MissCombiner {
     }
 
     /// Sets how misses are answered: through `send`, on up to `max_senders` sender threads
-    /// named `name`, started as misses need them (module note); after [`MissCombiner::close`],
-    /// `farewell` runs once. Starts no thread yet. Calling it twice is an internal error.
+    /// named `name`, started as misses need them (module note), each batch's found values passed
+    /// to `fill` after their waiters are woken; after [`MissCombiner::close`], `farewell` runs
+    /// once.
+    /// Starts no thread yet. Calling it twice is an internal error.
     pub(super) fn start(
         &self,
         max_senders: usize,
         name: &str,
         send: Arc<SendBatch>,
+        fill: Arc<FillBatch>,
         farewell: Farewell,
     ) -> Result<()> {
         self.spec
@@ -206,6 +274,7 @@ impl MissCombiner {
                 max: max_senders.max(1),
                 name: name.to_string(),
                 send,
+                fill,
             })
             .map_err(|_| Error::internal("hash map miss senders configured twice"))?;
         self.queue().farewell = Some(farewell);
@@ -236,14 +305,18 @@ impl MissCombiner {
     }
 
     /// Looks `key` up through the senders, sharing a round trip with concurrent misses; parks
-    /// the calling green (or OS) thread until the answer is in.
-    pub(super) fn fetch(self: &Arc<Self>, key: &[u8]) -> MissAnswer {
+    /// the calling green (or OS) thread until the answer is in. `hash` and `epoch` go to the
+    /// fill with the value, if one is found.
+    pub(super) fn fetch(self: &Arc<Self>, key: &[u8], hash: u64, epoch: u64) -> MissAnswer {
         let Some(spec) = self.spec.get() else {
             return Err(Error::internal("hash map miss queue used before start"));
         };
         let me = Arc::new(Miss {
             key: KeyBuf::new(key),
-            answer: Mutex::new(None),
+            hash,
+            epoch,
+            state: AtomicU8::new(EMPTY),
+            answer: UnsafeCell::new(None),
             waker: current_unparker(),
         });
         let (wake, start) = {
@@ -299,7 +372,7 @@ impl MissCombiner {
         let Some(spec) = self.spec.get() else {
             return;
         };
-        let send = &*spec.send;
+        let (send, fill) = (&*spec.send, &*spec.fill);
         loop {
             let batch: Vec<Arc<Miss>> = {
                 let mut q = self.queue();
@@ -377,18 +450,34 @@ impl MissCombiner {
             });
             match answers {
                 Ok(a) => {
-                    for (m, span) in batch.iter().zip(a.spans) {
-                        m.set(Ok(span.map(|r| MissValue {
+                    for (m, span) in batch.iter().zip(&a.spans) {
+                        m.answer(Ok(span.clone().map(|r| MissValue {
                             body: a.body.clone(),
                             start: r.start,
                             end: r.end,
                         })));
                     }
+                    Unparker::unpark_all(batch.iter().map(|m| &m.waker));
+                    let found: Vec<Found<'_>> = batch
+                        .iter()
+                        .zip(&a.spans)
+                        .filter_map(|(m, span)| {
+                            Some(Found {
+                                key: m.key.bytes(),
+                                hash: m.hash,
+                                epoch: m.epoch,
+                                value: &a.body[span.clone()?],
+                            })
+                        })
+                        .collect();
+                    // A panicking fill leaves entries uncached, never a waiter unanswered.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fill(&found)));
                 }
                 Err(e) => {
                     for m in &batch {
-                        m.set(Err(e.clone()));
+                        m.answer(Err(e.clone()));
                     }
+                    Unparker::unpark_all(batch.iter().map(|m| &m.waker));
                 }
             }
         }
@@ -425,6 +514,11 @@ mod tests {
         ))
     }
 
+    /// A fill that keeps nothing.
+    fn no_fill() -> Arc<FillBatch> {
+        Arc::new(|_: &[Found<'_>]| ())
+    }
+
     /// The value bytes of a miss's answer.
     fn got(a: MissAnswer) -> Result<Option<Vec<u8>>> {
         a.map(|v| v.map(|v| v.bytes().to_vec()))
@@ -435,7 +529,7 @@ mod tests {
         let c = Arc::new(MissCombiner::default());
         let (tx, rx) = std::sync::mpsc::channel();
         let farewell = Box::new(move || tx.send(()).unwrap_or(()));
-        c.start(senders, "test-miss", Arc::new(echo), farewell)
+        c.start(senders, "test-miss", Arc::new(echo), no_fill(), farewell)
             .unwrap();
         (c, rx)
     }
@@ -462,7 +556,7 @@ mod tests {
                     for i in 0..50u8 {
                         let k = t.wrapping_mul(50).wrapping_add(i);
                         let want = (k % 3 != 0).then(|| vec![k; 2]);
-                        assert_eq!(got(c.fetch(&[k])).unwrap(), want, "key {k}");
+                        assert_eq!(got(c.fetch(&[k], 0, 0)).unwrap(), want, "key {k}");
                         assert!(c.senders_running() <= 2);
                     }
                 })
@@ -479,7 +573,10 @@ mod tests {
             .expect("the farewell runs after close");
         eventually("every sender exited", || c.senders_running() == 0);
         assert!(rx.try_recv().is_err(), "the farewell runs once");
-        assert!(c.fetch(&[1]).is_err(), "a closed queue answers at once");
+        assert!(
+            c.fetch(&[1], 0, 0).is_err(),
+            "a closed queue answers at once"
+        );
     }
 
     /// An idle sender exits; the next miss starts another; a close with no sender running
@@ -487,22 +584,22 @@ mod tests {
     #[test]
     fn idle_senders_exit_and_the_next_miss_starts_one() {
         let (c, rx) = started(1);
-        assert_eq!(got(c.fetch(&[4])).unwrap(), Some(vec![4, 4]));
+        assert_eq!(got(c.fetch(&[4], 0, 0)).unwrap(), Some(vec![4, 4]));
         assert_eq!(c.senders_running(), 1);
         eventually("the idle sender exited", || c.senders_running() == 0);
         assert_eq!(
-            got(c.fetch(&[5])).unwrap(),
+            got(c.fetch(&[5], 0, 0)).unwrap(),
             Some(vec![5, 5]),
             "a new sender"
         );
         eventually("the second sender exited", || c.senders_running() == 0);
-        assert!(c.fetch(&[3]).unwrap().is_none());
+        assert!(c.fetch(&[3], 0, 0).unwrap().is_none());
         eventually("the third sender exited", || c.senders_running() == 0);
         c.close();
         rx.recv_timeout(Duration::from_secs(10))
             .expect("the farewell runs with no sender running");
         assert!(c
-            .start(1, "again", Arc::new(echo), Box::new(|| ()))
+            .start(1, "again", Arc::new(echo), no_fill(), Box::new(|| ()))
             .is_err());
     }
 
@@ -519,11 +616,19 @@ mod tests {
                 }),
             }
         };
-        c.start(1, "test-miss", Arc::new(send), Box::new(|| ()))
+        c.start(1, "test-miss", Arc::new(send), no_fill(), Box::new(|| ()))
             .unwrap();
-        assert!(c.fetch(&[]).unwrap_err().context().contains("refused"));
-        assert!(c.fetch(&[1]).unwrap_err().context().contains("answers"));
-        assert!(c.fetch(&[2]).unwrap_err().context().contains("spans"));
+        assert!(c
+            .fetch(&[], 0, 0)
+            .unwrap_err()
+            .context()
+            .contains("refused"));
+        assert!(c
+            .fetch(&[1], 0, 0)
+            .unwrap_err()
+            .context()
+            .contains("answers"));
+        assert!(c.fetch(&[2], 0, 0).unwrap_err().context().contains("spans"));
         c.close();
     }
 
@@ -539,18 +644,67 @@ mod tests {
             );
             Ok(answers(keys.iter().map(|k| Some(k.to_vec())).collect()))
         };
-        c.start(1, "test-miss", Arc::new(send), Box::new(|| ()))
+        c.start(1, "test-miss", Arc::new(send), no_fill(), Box::new(|| ()))
             .unwrap();
-        let e = c.fetch(&[0]).unwrap_err();
+        let e = c.fetch(&[0], 0, 0).unwrap_err();
         assert!(e.context().contains("panicked"), "{e}");
-        assert_eq!(got(c.fetch(&[7])).unwrap(), Some(vec![7]));
+        assert_eq!(got(c.fetch(&[7], 0, 0)).unwrap(), Some(vec![7]));
+        c.close();
+    }
+
+    /// The fill gets every found value (not the absent keys) with the hash and epoch its miss
+    /// was queued with; a panicking fill still answers the waiters and the sender goes on.
+    #[test]
+    fn found_values_go_to_the_fill_with_their_hash_and_epoch() {
+        let c = Arc::new(MissCombiner::default());
+        /// A filled value: key, hash, epoch, value.
+        type Filled = (Vec<u8>, u64, u64, Vec<u8>);
+        let filled: Arc<Mutex<Vec<Filled>>> = Arc::default();
+        let log = filled.clone();
+        let fill = move |found: &[Found<'_>]| {
+            assert!(
+                found.iter().all(|f| f.key != [7u8]),
+                "key 7 makes the test fill panic"
+            );
+            let mut log = log.lock().unwrap();
+            log.extend(
+                found
+                    .iter()
+                    .map(|f| (f.key.to_vec(), f.hash, f.epoch, f.value.to_vec())),
+            );
+        };
+        c.start(
+            1,
+            "test-miss",
+            Arc::new(echo),
+            Arc::new(fill),
+            Box::new(|| ()),
+        )
+        .unwrap();
+        for k in [1u8, 2, 3, 4, 7, 8] {
+            let want = (k % 3 != 0).then(|| vec![k; 2]);
+            assert_eq!(got(c.fetch(&[k], 100 + u64::from(k), 7)).unwrap(), want);
+        }
+        // The fill runs after the waiters are woken: wait for the last batch's.
+        eventually("key 8 was filled", || {
+            filled.lock().unwrap().iter().any(|f| f.0 == [8])
+        });
+        let log = filled.lock().unwrap().clone();
+        let want: Vec<_> = [1u8, 2, 4, 8]
+            .iter()
+            .map(|&k| (vec![k], 100 + u64::from(k), 7, vec![k; 2]))
+            .collect();
+        assert_eq!(
+            log, want,
+            "found values in order; absent 3 and panicking 7's batch not"
+        );
         c.close();
     }
 
     #[test]
     fn a_miss_before_start_is_an_error() {
         let c = Arc::new(MissCombiner::default());
-        assert!(c.fetch(&[1]).is_err());
+        assert!(c.fetch(&[1], 0, 0).is_err());
         c.close();
     }
 }

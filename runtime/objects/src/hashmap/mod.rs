@@ -30,7 +30,8 @@
 //!   are charged `2·key + value + ENTRY_OVERHEAD_BYTES`. A hit in the fixed-size store takes
 //!   no lock and, for a hot entry, stores nothing (a seqlock over atomics; `cache.rs`), and hits
 //!   are counted per worker, so two workers reading the same hot entries share its lines
-//!   instead of bouncing a lock's line between them; misses, fills and writes take the shard's
+//!   instead of bouncing a lock's line between them; a miss in the fixed-size store takes no
+//!   lock either (it reads the shard's epoch, an atomic); fills and writes take the shard's
 //!   lock. A hit sets the entry's reference bit (if clear); an insert into a full shard
 //!   sweeps the hand, clearing bits until an unreferenced victim comes up, and the newcomer
 //!   takes the victim's slot.
@@ -49,7 +50,10 @@
 //! - **Coalesced misses on a sender thread** (flat combining; `combine.rs`): a miss queues its
 //!   key and parks its green thread; the map's sender thread (an OS thread, so it waits for the
 //!   server without holding a green thread) sends everything queued as one `get-many` round
-//!   trip, hands each waiter its answer and unparks it, and takes the next batch at once if
+//!   trip, hands each waiter its answer and unparks them all at once (one fence per worker for
+//!   the batch, `Unparker::unpark_all`), then fills the cache with the values found (one
+//!   thread filling from values still in its own cache, off the waiters' path), and takes the
+//!   next batch at once if
 //!   misses arrived meanwhile. Many green threads share each trip, which is what bounds
 //!   throughput on a loopback link: a round trip's syscalls and thread wake-ups cost far more
 //!   than one more key in the frame. The sender runs only while the map misses: the first miss
@@ -62,10 +66,12 @@
 //!
 //! # Keeping the cache coherent with concurrent writers
 //!
-//! Each shard has an `epoch` and a count of `writes_in_flight`. A writer, under the shard lock,
+//! Each shard has an `epoch` (an atomic, changed only under the shard's lock, so a miss can read
+//! it without the lock) and a count of `writes_in_flight`. A writer, under the shard lock,
 //! drops the key, bumps `epoch` and increments `writes_in_flight`; after the server answered it
-//! bumps `epoch` again and decrements. A reader that missed remembers `epoch` before its round
-//! trip and fills the cache only if `epoch` is unchanged and no write is in flight: then no write
+//! bumps `epoch` again and decrements. A reader that missed reads `epoch` (acquire, after it saw
+//! the miss) before its round trip; the sender fills the cache with the value only if, under the
+//! lock, `epoch` is unchanged and no write is in flight: then no write
 //! to the shard overlapped its round trip, so the value it read is still the server's. A writer
 //! fills the cache with its own value only if it was the only write in flight and no other write
 //! started after it (then its write is the last one the server applied to the key). So a cached
@@ -92,7 +98,7 @@ use crate::pointer::MAX_DS_ID;
 
 pub use cache::ENTRY_OVERHEAD_BYTES;
 use cache::{CacheShard, Peek, ShardReader, PEEK_BYTES};
-use combine::{BatchAnswers, MissCombiner};
+use combine::{BatchAnswers, Found, MissCombiner};
 
 /// Threads that send a map's miss batches (each has at most one batch out). One: on a loopback
 /// link the trips' CPU, not their latency, bounds throughput, and a second sender halved the
@@ -200,12 +206,56 @@ struct MapShared {
     backend: Arc<dyn Backend>,
     combiner: Arc<MissCombiner>,
     ds: u16,
-    shards: Box<[Mutex<CacheShard>]>,
-    /// Per shard, what a lookup uses without the shard's lock (the sketch, the fixed store).
-    readers: Box<[ShardReader]>,
+    /// Shared with the miss sender, which fills it.
+    cache: Arc<Cache>,
     /// Lookups answered locally, one counter per worker lane (OS threads share the last), so
     /// a hit writes no line another core writes.
     hits: Box<[CachePadded<AtomicU64>]>,
+    /// Lookups that went to the server, counted like `hits`.
+    misses: Box<[CachePadded<AtomicU64>]>,
+}
+
+/// The local cache: its shards, and per shard what a lookup uses without the shard's lock.
+struct Cache {
+    shards: Box<[Mutex<CacheShard>]>,
+    /// The sketch, the fixed store, the epoch.
+    readers: Box<[ShardReader]>,
+}
+
+impl Cache {
+    /// The shard `hash` belongs to.
+    fn index(&self, hash: u64) -> usize {
+        (hash >> 32) as usize & (self.shards.len() - 1)
+    }
+
+    fn shard(&self, hash: u64) -> Result<MutexGuard<'_, CacheShard>> {
+        self.shards[self.index(hash)]
+            .lock()
+            .map_err(|_| Error::internal("hash map cache shard lock poisoned"))
+    }
+
+    /// Caches the values a miss batch found, each only if no write to its shard overlapped its
+    /// round trip: the epoch is the one its miss saw and no write is in flight (module note).
+    fn fill(&self, found: &[Found<'_>]) {
+        for f in found {
+            let i = self.index(f.hash);
+            // A poisoned shard is left alone: its lookups fail anyway.
+            let Ok(mut shard) = self.shards[i].lock() else {
+                continue;
+            };
+            if self.readers[i].epoch.load(Ordering::Relaxed) == f.epoch
+                && shard.writes_in_flight == 0
+            {
+                shard.insert(f.key, f.value, f.hash);
+            }
+        }
+    }
+}
+
+/// Adds one to this thread's lane of `lanes` (workers by index, OS threads in the last).
+fn count_in_lane(lanes: &[CachePadded<AtomicU64>]) {
+    let lane = farmem_sched::worker_id().map_or(HIT_LANES, |w| w % HIT_LANES);
+    lanes[lane].fetch_add(1, Ordering::Relaxed);
 }
 
 /// A concurrent far-memory hash map from `K` to `V` (see the module note): the index on the
@@ -252,14 +302,18 @@ impl<K: MapBytes, V: MapBytes> RemHashMap<K, V> {
         let shards: Box<[CacheShard]> = (0..shards)
             .map(|_| CacheShard::new(per_shard, fixed))
             .collect();
+        let lanes = || (0..=HIT_LANES).map(|_| CachePadded::default()).collect();
         let map = RemHashMap {
             shared: Arc::new(MapShared {
                 backend,
                 combiner: Arc::new(MissCombiner::default()),
                 ds,
-                readers: shards.iter().map(CacheShard::reader).collect(),
-                shards: shards.into_vec().into_iter().map(Mutex::new).collect(),
-                hits: (0..=HIT_LANES).map(|_| CachePadded::default()).collect(),
+                cache: Arc::new(Cache {
+                    readers: shards.iter().map(CacheShard::reader).collect(),
+                    shards: shards.into_vec().into_iter().map(Mutex::new).collect(),
+                }),
+                hits: lanes(),
+                misses: lanes(),
             }),
             _types: PhantomData,
         };
@@ -284,6 +338,8 @@ impl<K: MapBytes, V: MapBytes> RemHashMap<K, V> {
                 spans,
             })
         };
+        let cache = map.shared.cache.clone();
+        let fill = move |found: &[Found<'_>]| cache.fill(found);
         // Once the last handle is gone nothing can reach the entries (map ids are not reused):
         // the sender's farewell drops them on the server.
         let backend = map.shared.backend.clone();
@@ -295,26 +351,15 @@ impl<K: MapBytes, V: MapBytes> RemHashMap<K, V> {
             MISS_SENDERS,
             &format!("farmem-map{ds}-miss"),
             Arc::new(send),
+            Arc::new(fill),
             Box::new(farewell),
         )?;
         Ok(map)
     }
 
-    /// The shard `hash` belongs to.
-    fn shard_index(&self, hash: u64) -> usize {
-        (hash >> 32) as usize & (self.shared.shards.len() - 1)
-    }
-
-    fn shard(&self, hash: u64) -> Result<MutexGuard<'_, CacheShard>> {
-        self.shared.shards[self.shard_index(hash)]
-            .lock()
-            .map_err(|_| Error::internal("hash map cache shard lock poisoned"))
-    }
-
     /// Counts a lookup answered locally.
     fn count_hit(&self) {
-        let lane = farmem_sched::worker_id().map_or(HIT_LANES, |w| w % HIT_LANES);
-        self.shared.hits[lane].fetch_add(1, Ordering::Relaxed);
+        count_in_lane(&self.shared.hits);
     }
 
     fn remote(&self, op: HashOp<'_>) -> Result<Vec<u8>> {
@@ -325,7 +370,8 @@ impl<K: MapBytes, V: MapBytes> RemHashMap<K, V> {
     pub fn get(&self, key: &K) -> Result<Option<V>> {
         let kb = key.map_bytes();
         let hash = key_hash(kb);
-        let reader = &self.shared.readers[self.shard_index(hash)];
+        let cache = &*self.shared.cache;
+        let reader = &cache.readers[cache.index(hash)];
         reader.prefetch(hash);
         reader.sketch.record(hash);
         // A fixed store answers hits without the lock (cache.rs); a miss it saw consistently
@@ -347,28 +393,24 @@ impl<K: MapBytes, V: MapBytes> RemHashMap<K, V> {
                 }
             }
         }
-        let seen_epoch = {
-            let mut shard = self.shard(hash)?;
-            if look_again {
-                if let Some(v) = shard.lookup_with(kb, hash, V::from_map_bytes) {
-                    drop(shard);
-                    self.count_hit();
-                    return v.map(Some);
-                }
+        // The epoch before the round trip (module note), read after the miss was seen; the
+        // sender fills the cache with the value if the epoch is unchanged then.
+        let seen_epoch = if look_again {
+            let mut shard = cache.shard(hash)?;
+            if let Some(v) = shard.lookup_with(kb, hash, V::from_map_bytes) {
+                drop(shard);
+                self.count_hit();
+                return v.map(Some);
             }
-            shard.misses += 1;
-            shard.epoch
+            reader.epoch.load(Ordering::Relaxed)
+        } else {
+            reader.epoch.load(Ordering::Acquire)
         };
-        let Some(answer) = self.shared.combiner.fetch(kb)? else {
-            return Ok(None);
-        };
-        let vb = answer.bytes();
-        let value = V::from_map_bytes(vb)?;
-        let mut shard = self.shard(hash)?;
-        if shard.epoch == seen_epoch && shard.writes_in_flight == 0 {
-            shard.insert(kb, vb, hash);
+        count_in_lane(&self.shared.misses);
+        match self.shared.combiner.fetch(kb, hash, seen_epoch)? {
+            Some(answer) => V::from_map_bytes(answer.bytes()).map(Some),
+            None => Ok(None),
         }
-        Ok(Some(value))
     }
 
     /// Whether `key` is in the map.
@@ -380,23 +422,26 @@ impl<K: MapBytes, V: MapBytes> RemHashMap<K, V> {
     /// the value to cache afterwards (for a put).
     fn write(&self, key: &[u8], op: HashOp<'_>, fill: Option<&[u8]>) -> Result<bool> {
         let hash = key_hash(key);
+        let cache = &*self.shared.cache;
+        let epoch = &cache.readers[cache.index(hash)].epoch;
         let my_epoch = {
-            let mut shard = self.shard(hash)?;
+            let mut shard = cache.shard(hash)?;
             shard.remove(key, hash);
             shard.sketch.touch(hash);
-            shard.epoch += 1;
             shard.writes_in_flight += 1;
-            shard.epoch
+            // Under the lock, so the bumps of one shard are serialised; released to the
+            // misses that read it without the lock.
+            epoch.fetch_add(1, Ordering::Release) + 1
         };
         let result = self.remote(op);
         {
-            let mut shard = self.shard(hash)?;
+            let mut shard = cache.shard(hash)?;
             if let (Ok(_), Some(v)) = (&result, fill) {
-                if shard.writes_in_flight == 1 && shard.epoch == my_epoch {
+                if shard.writes_in_flight == 1 && epoch.load(Ordering::Relaxed) == my_epoch {
                     shard.insert(key, v, hash);
                 }
             }
-            shard.epoch += 1;
+            epoch.fetch_add(1, Ordering::Release);
             shard.writes_in_flight -= 1;
         }
         decode_flag(&result?)
@@ -432,15 +477,13 @@ impl<K: MapBytes, V: MapBytes> RemHashMap<K, V> {
             miss_trip_nanos: self.shared.combiner.trip_nanos(),
             ..HashCacheStats::default()
         };
-        s.hits = self
-            .shared
-            .hits
-            .iter()
-            .map(|h| h.load(Ordering::Relaxed))
-            .sum();
-        for shard in self.shared.shards.iter() {
+        let sum = |lanes: &[CachePadded<AtomicU64>]| -> u64 {
+            lanes.iter().map(|h| h.load(Ordering::Relaxed)).sum()
+        };
+        s.hits = sum(&self.shared.hits);
+        s.misses = sum(&self.shared.misses);
+        for shard in self.shared.cache.shards.iter() {
             if let Ok(sh) = shard.lock() {
-                s.misses += sh.misses;
                 s.entries += sh.len() as u64;
                 s.bytes += sh.bytes() as u64;
             }
