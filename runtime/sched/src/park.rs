@@ -65,17 +65,17 @@ impl Unparker {
         }
     }
 
-    /// Unparks every thread of `unparkers` (as [`Unparker::unpark`] each). Green threads are
-    /// queued first and their sleeping workers woken after, once each, so a batch of wake-ups
-    /// costs one memory fence per worker instead of one per green thread.
-    pub fn unpark_all<'a>(unparkers: impl IntoIterator<Item = &'a Unparker>) {
+    /// Unparks every thread of `unparkers` (as [`Unparker::unpark`] each, consuming them).
+    /// Green threads are queued first and their sleeping workers woken after, once each, so a
+    /// batch of wake-ups costs one memory fence per worker instead of one per green thread.
+    pub fn unpark_all(unparkers: impl IntoIterator<Item = Unparker>) {
         let mut notify = green::Notify::default();
         for u in unparkers {
-            match &u.target {
+            match u.target {
                 Target::Os(t) => t.unpark(),
                 Target::Green(task) => {
                     if task.park.unpark() {
-                        green::queue_woken(task.clone(), &mut notify);
+                        green::queue_woken(task, &mut notify);
                     }
                 }
             }

@@ -210,7 +210,7 @@ fn unpark_all_wakes_green_threads_of_every_worker_and_os_threads() {
         );
         for round in 1..=ROUNDS {
             generation.store(round, Ordering::Release);
-            Unparker::unpark_all(&unparkers);
+            Unparker::unpark_all(unparkers.iter().cloned());
             while acks.load(Ordering::Acquire) < round * waiters {
                 std::thread::yield_now();
             }

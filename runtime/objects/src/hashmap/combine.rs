@@ -154,7 +154,9 @@ struct Miss {
     /// Written only by the answerer that moved `state` to `WRITING`, before it stores
     /// `ANSWERED` (release); read only by the waiter, after it loads `ANSWERED` (acquire).
     answer: UnsafeCell<Option<MissAnswer>>,
-    waker: Unparker,
+    /// Taken by the answerer that won `state`, before it stores `ANSWERED` (the waiter never
+    /// reads it): the answerer wakes the waiter with it, so it holds no clone of its own.
+    waker: UnsafeCell<Option<Unparker>>,
 }
 
 /// `Miss::state`: no answer yet.
@@ -165,31 +167,34 @@ const WRITING: u8 = 1;
 const ANSWERED: u8 = 2;
 
 // SAFETY: `answer` is written by one thread (the answerer that won `state`), before the release
-// store of `ANSWERED`, and read only by the waiter after the acquire load that saw it; no
-// other access exists (see `answer` and `take`).
+// store of `ANSWERED`, and read only by the waiter after the acquire load that saw it; `waker`
+// is taken only by that answerer; no other access exists (see `answer` and `take`).
 unsafe impl Sync for Miss {}
 
 impl Miss {
-    /// Puts `answer` in, unless the miss was answered already (every miss is answered once;
-    /// a second answer is dropped rather than racing the first). Wakes nobody: the caller
-    /// unparks the waiter, one by one or a batch at once.
-    fn answer(&self, answer: MissAnswer) {
-        if self
-            .state
+    /// Puts `answer` in and returns the waiter's unparker, unless the miss was answered
+    /// already (every miss is answered once; a second answer is dropped rather than racing the
+    /// first). Wakes nobody: the caller unparks the waiter, one by one or a batch at once.
+    #[must_use = "the waiter stays parked until its unparker is used"]
+    fn answer(&self, answer: MissAnswer) -> Option<Unparker> {
+        self.state
             .compare_exchange(EMPTY, WRITING, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-        {
-            // SAFETY: this thread won `state`, so it is the only writer, and the waiter reads
-            // only after `ANSWERED` below.
-            unsafe { *self.answer.get() = Some(answer) };
-            self.state.store(ANSWERED, Ordering::Release);
-        }
+            .ok()?;
+        // SAFETY: this thread won `state`, so it is the only one to touch `answer` and `waker`
+        // until `ANSWERED` below, after which only the waiter reads `answer`.
+        let waker = unsafe {
+            *self.answer.get() = Some(answer);
+            (*self.waker.get()).take()
+        };
+        self.state.store(ANSWERED, Ordering::Release);
+        waker
     }
 
     /// Answers and wakes the waiter.
     fn set(&self, answer: MissAnswer) {
-        self.answer(answer);
-        self.waker.unpark();
+        if let Some(w) = self.answer(answer) {
+            w.unpark();
+        }
     }
 
     /// The answer, once it is in; called only by the miss's own waiter.
@@ -317,7 +322,7 @@ impl MissCombiner {
             epoch,
             state: AtomicU8::new(EMPTY),
             answer: UnsafeCell::new(None),
-            waker: current_unparker(),
+            waker: UnsafeCell::new(Some(current_unparker())),
         });
         let (wake, start) = {
             let mut q = self.queue();
@@ -448,26 +453,37 @@ impl MissCombiner {
                     None => Ok(a),
                 }
             });
+            let mut wakers = Vec::with_capacity(batch.len());
             match answers {
                 Ok(a) => {
                     for (m, span) in batch.iter().zip(&a.spans) {
-                        m.answer(Ok(span.clone().map(|r| MissValue {
+                        wakers.extend(m.answer(Ok(span.clone().map(|r| MissValue {
                             body: a.body.clone(),
                             start: r.start,
                             end: r.end,
-                        })));
+                        }))));
                     }
-                    Unparker::unpark_all(batch.iter().map(|m| &m.waker));
-                    let found: Vec<Found<'_>> = batch
-                        .iter()
-                        .zip(&a.spans)
-                        .filter_map(|(m, span)| {
-                            Some(Found {
-                                key: m.key.bytes(),
-                                hash: m.hash,
-                                epoch: m.epoch,
-                                value: &a.body[span.clone()?],
-                            })
+                    // What the fill needs of the misses, copied, so that this thread lets go of
+                    // them before their waiters run: each waiter then frees its own miss, on its
+                    // own worker, instead of this thread freeing memory of another's arena.
+                    let mut keys = Vec::with_capacity(batch.len() * 8);
+                    let mut filled = Vec::with_capacity(batch.len());
+                    for (m, span) in batch.iter().zip(&a.spans) {
+                        if let Some(value) = span {
+                            let start = keys.len();
+                            keys.extend_from_slice(m.key.bytes());
+                            filled.push((start..keys.len(), m.hash, m.epoch, value.clone()));
+                        }
+                    }
+                    drop(batch);
+                    Unparker::unpark_all(wakers);
+                    let found: Vec<Found<'_>> = filled
+                        .into_iter()
+                        .map(|(key, hash, epoch, value)| Found {
+                            key: &keys[key],
+                            hash,
+                            epoch,
+                            value: &a.body[value],
                         })
                         .collect();
                     // A panicking fill leaves entries uncached, never a waiter unanswered.
@@ -475,9 +491,10 @@ impl MissCombiner {
                 }
                 Err(e) => {
                     for m in &batch {
-                        m.answer(Err(e.clone()));
+                        wakers.extend(m.answer(Err(e.clone())));
                     }
-                    Unparker::unpark_all(batch.iter().map(|m| &m.waker));
+                    drop(batch);
+                    Unparker::unpark_all(wakers);
                 }
             }
         }
