@@ -8,6 +8,8 @@
 //! - [`Unparker::unpark`] makes the token available (at most one token: repeated unparks before a
 //!   park coalesce) and wakes the parked thread. Callable from any thread, including a network
 //!   reactor or another worker.
+//! - [`Unparker::unpark_all`] is `unpark` of many at once: every green thread is queued
+//!   before any sleeping worker is woken, so the batch pays one fence per worker.
 //! - [`park_timeout`] is [`park`] with a deadline; it returns whether it was unparked (`true`)
 //!   or timed out (`false`). On a green thread the timeout is a worker timer, never a blocked
 //!   worker.

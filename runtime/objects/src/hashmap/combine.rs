@@ -14,8 +14,11 @@
 //! Why an OS thread and not a green leader: a green thread that leads the round trip stops
 //! issuing its own lookups while it waits; an OS sender blocks in the socket read directly, and
 //! the only wake-ups per trip are the server's and the sender's own. While a batch is out, new
-//! misses queue and go in the next batch, taken as soon as the answer is handed out, with no
-//! wake-up then; a miss waits about one and a half trips on average. At most `max_senders` per
+//! misses queue and go in the next batch, taken as soon as the answers are handed out and the
+//! found values filled, with no wake-up then; a miss waits about one and a half trips on
+//! average. The sender lets go of a batch's misses before it wakes their waiters (their
+//! unparkers move out of the misses, the fill's keys are copied), so each waiter frees its own
+//! miss on its own worker. At most `max_senders` per
 //! map: on a loopback link the trips' CPU bounds throughput, so fewer, fuller trips win over more
 //! in flight.
 //!

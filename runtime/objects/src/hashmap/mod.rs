@@ -108,7 +108,8 @@ const MISS_SENDERS: usize = 1;
 /// Lock-free reads of a fixed store that met a writer before a lookup takes the shard's lock.
 const PEEK_TRIES: usize = 2;
 
-/// Hit counters for worker lanes (worker `w` counts in `w % HIT_LANES`; OS threads in one more).
+/// Hit and miss counters for worker lanes (worker `w` counts in `w % HIT_LANES`; OS threads in
+/// one more).
 const HIT_LANES: usize = 16;
 
 /// At most this many cache shards; a small cache gets fewer, so each can still hold entries.
