@@ -10,13 +10,14 @@
 //! the map's miss sender saw it.
 //!
 //! **`--timeline`** prints, per timed pass, the map's round trips and keys per trip in each
-//! 5 ms (sampled from its counters by a thread of the bench). On this 2-vCPU VM a pass runs
-//! either with full batches (about 400 keys, 10–20 trips per 5 ms) or, at times, in a mode of
-//! many small ones (20–60 keys, 100–160 trips per 5 ms) that was 30–40% slower in instrumented
-//! runs; a pass can drift from one to the other. Holding the sender back to force bigger batches (tried: a gather
-//! window while every worker is busy) removed the small mode but not the slowdown, so the
-//! small batches go with a slow phase rather than cause it. Runs vary mostly by which passes
-//! were slow, which is why single runs of this scenario spread so widely.
+//! 5 ms (a thread of the bench samples the map's counters, taking each cache shard's lock once
+//! per sample). On this 2-vCPU VM a pass runs either with full batches (about 400 keys, 10–20
+//! trips per 5 ms) or, at times, in a mode of many small ones (20–60 keys, 100–160 trips per
+//! 5 ms) that was 30–40% slower in instrumented runs; a pass can drift from one to the other.
+//! Holding the sender back to force bigger batches (tried: a gather window while every worker
+//! is busy) removed the small mode but not the slowdown, so the small batches go with a slow
+//! phase rather than cause it. Runs vary mostly by which passes were slow, which is why single
+//! runs of this scenario spread so widely.
 //!
 //! **Why 1024 green threads by default.** At 25% local about one lookup in seven misses, and a
 //! miss waits one to two `get-many` trips (60–130 µs here). By Little's law, keeping the two
