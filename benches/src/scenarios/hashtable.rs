@@ -313,16 +313,9 @@ fn run(args: &[String]) -> Result<Report> {
         let mut by_thread = ThreadCpu::default();
         for sample in 0..args.samples {
             let t0 = thread_cpu_ns();
-            let (secs, windows) = if args.timeline {
-                with_trip_timeline(&map, || on_green_threads(&rt, threads, far_pass.clone()))?
-            } else {
-                (
-                    on_green_threads(&rt, threads, far_pass.clone())?,
-                    Vec::new(),
-                )
-            };
-            far.push(total_ops / secs);
-            if args.timeline {
+            let secs = if args.timeline {
+                let (secs, windows) =
+                    with_trip_timeline(&map, || on_green_threads(&rt, threads, far_pass.clone()))?;
                 report.note(format!(
                     "{pct}% pass {sample}, round trips/keys per trip per {} ms:{}",
                     TIMELINE_WINDOW.as_millis(),
@@ -331,7 +324,11 @@ fn run(args: &[String]) -> Result<Report> {
                         .map(|&(trips, keys)| format!(" {trips}/{}", keys / trips.max(1)))
                         .collect::<String>()
                 ));
-            }
+                secs
+            } else {
+                on_green_threads(&rt, threads, far_pass.clone())?
+            };
+            far.push(total_ops / secs);
             by_thread.add_since(t0);
             base.push(total_ops / on_green_threads(&rt, threads, local_pass.clone())?);
         }

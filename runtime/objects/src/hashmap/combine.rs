@@ -456,49 +456,49 @@ impl MissCombiner {
                     None => Ok(a),
                 }
             });
+            // Answer every miss first, copying what the fill needs of it, so that this thread
+            // lets go of the misses before their waiters run: each waiter then frees its own
+            // miss, on its own worker, instead of this thread freeing memory of another's arena.
             let mut wakers = Vec::with_capacity(batch.len());
-            match answers {
+            let mut keys = Vec::new();
+            let mut filled = Vec::new();
+            let body = match answers {
                 Ok(a) => {
-                    for (m, span) in batch.iter().zip(&a.spans) {
-                        wakers.extend(m.answer(Ok(span.clone().map(|r| MissValue {
+                    for (m, span) in batch.iter().zip(a.spans) {
+                        if let Some(value) = &span {
+                            let start = keys.len();
+                            keys.extend_from_slice(m.key.bytes());
+                            filled.push((start..keys.len(), m.hash, m.epoch, value.clone()));
+                        }
+                        wakers.extend(m.answer(Ok(span.map(|r| MissValue {
                             body: a.body.clone(),
                             start: r.start,
                             end: r.end,
                         }))));
                     }
-                    // What the fill needs of the misses, copied, so that this thread lets go of
-                    // them before their waiters run: each waiter then frees its own miss, on its
-                    // own worker, instead of this thread freeing memory of another's arena.
-                    let mut keys = Vec::with_capacity(batch.len() * 8);
-                    let mut filled = Vec::with_capacity(batch.len());
-                    for (m, span) in batch.iter().zip(&a.spans) {
-                        if let Some(value) = span {
-                            let start = keys.len();
-                            keys.extend_from_slice(m.key.bytes());
-                            filled.push((start..keys.len(), m.hash, m.epoch, value.clone()));
-                        }
-                    }
-                    drop(batch);
-                    Unparker::unpark_all(wakers);
-                    let found: Vec<Found<'_>> = filled
-                        .into_iter()
-                        .map(|(key, hash, epoch, value)| Found {
-                            key: &keys[key],
-                            hash,
-                            epoch,
-                            value: &a.body[value],
-                        })
-                        .collect();
-                    // A panicking fill leaves entries uncached, never a waiter unanswered.
-                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fill(&found)));
+                    Some(a.body)
                 }
                 Err(e) => {
                     for m in &batch {
                         wakers.extend(m.answer(Err(e.clone())));
                     }
-                    drop(batch);
-                    Unparker::unpark_all(wakers);
+                    None
                 }
+            };
+            drop(batch);
+            Unparker::unpark_all(wakers);
+            if let Some(body) = body {
+                let found: Vec<Found<'_>> = filled
+                    .into_iter()
+                    .map(|(key, hash, epoch, value)| Found {
+                        key: &keys[key],
+                        hash,
+                        epoch,
+                        value: &body[value],
+                    })
+                    .collect();
+                // A panicking fill leaves entries uncached, never a waiter unanswered.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fill(&found)));
             }
         }
     }

@@ -358,11 +358,6 @@ impl<K: MapBytes, V: MapBytes> RemHashMap<K, V> {
         Ok(map)
     }
 
-    /// Counts a lookup answered locally.
-    fn count_hit(&self) {
-        count_in_lane(&self.shared.hits);
-    }
-
     fn remote(&self, op: HashOp<'_>) -> Result<Vec<u8>> {
         remote(&*self.shared.backend, self.shared.ds, op)
     }
@@ -383,7 +378,7 @@ impl<K: MapBytes, V: MapBytes> RemHashMap<K, V> {
             for _ in 0..PEEK_TRIES {
                 match store.peek(kb, hash, &mut entry) {
                     Peek::Hit => {
-                        self.count_hit();
+                        count_in_lane(&self.shared.hits);
                         return V::from_map_bytes(store.value_of(&entry)).map(Some);
                     }
                     Peek::Miss => {
@@ -400,7 +395,7 @@ impl<K: MapBytes, V: MapBytes> RemHashMap<K, V> {
             let mut shard = cache.shard(hash)?;
             if let Some(v) = shard.lookup_with(kb, hash, V::from_map_bytes) {
                 drop(shard);
-                self.count_hit();
+                count_in_lane(&self.shared.hits);
                 return v.map(Some);
             }
             reader.epoch.load(Ordering::Relaxed)
