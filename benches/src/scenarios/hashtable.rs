@@ -19,6 +19,15 @@
 //! phase rather than cause it. Runs vary mostly by which passes were slow, which is why single
 //! runs of this scenario spread so widely.
 //!
+//! **Workers asleep.** Each row's note says how much of the far passes' worker time the
+//! runtime's workers slept with nothing to run (`Runtime::stats`): every green thread on the
+//! worker waiting for a miss's answer, and nothing to steal (green threads stay on the worker
+//! they start on). At 25% on this 2-vCPU VM that is 27–33% of the workers' time, about 350
+//! sleeps per pass, against about 1% in the baseline passes and 3–4% in the far passes at 100%.
+//! Most of it is not lost: the map's sender and the memory server run on those CPUs then. What
+//! the whole machine leaves idle (about a tenth of the far passes, from `/proc/stat` in an
+//! instrumented run) is the part a different miss pipeline could still win.
+//!
 //! **Why 1024 green threads by default.** At 25% local about one lookup in seven misses, and a
 //! miss waits one to two `get-many` trips (60–130 µs here). By Little's law, keeping the two
 //! workers busy at the target's rate (about 10M lookups/s) needs some 150–300 green threads
@@ -119,6 +128,36 @@ impl LocalMap {
 
     fn get(&self, key: u64) -> Option<Value> {
         self.shard(key).lock().ok()?.get(&key).copied()
+    }
+}
+
+/// Worker sleep over a set of timed passes (`Runtime::stats` before and after each).
+#[derive(Default)]
+struct PassSleep {
+    asleep: Duration,
+    sleeps: u64,
+    secs: f64,
+}
+
+impl PassSleep {
+    /// Adds one pass of `secs` seconds, given the runtime's stats before and after it.
+    fn add(
+        &mut self,
+        before: farmem_sched::RuntimeStats,
+        after: farmem_sched::RuntimeStats,
+        secs: f64,
+    ) {
+        self.asleep += after.asleep.saturating_sub(before.asleep);
+        self.sleeps += after.sleeps - before.sleeps;
+        self.secs += secs;
+    }
+
+    /// The share of the workers' time they slept (nothing to run): the sleep they reported
+    /// against `workers` × the passes' time. (`Runtime::stats` counts a sleep under way up to
+    /// the moment of reading, so a sleep across a pass's start or end is split there; the pass
+    /// time also holds the spawning and joining of its green threads.)
+    fn share(&self, workers: usize) -> f64 {
+        self.asleep.as_secs_f64() / (workers as f64 * self.secs).max(f64::MIN_POSITIVE)
     }
 }
 
@@ -311,8 +350,11 @@ fn run(args: &[String]) -> Result<Report> {
         let (mut far, mut base) = (Vec::new(), Vec::new());
         // CPU of the far passes alone by thread name (workers, the map's sender, the server).
         let mut by_thread = ThreadCpu::default();
+        // Worker sleep in the far and in the baseline passes, and the passes' seconds.
+        let (mut far_sleep, mut base_sleep) = (PassSleep::default(), PassSleep::default());
         for sample in 0..args.samples {
             let t0 = thread_cpu_ns();
+            let s0 = rt.stats();
             let secs = if args.timeline {
                 let (secs, windows) =
                     with_trip_timeline(&map, || on_green_threads(&rt, threads, far_pass.clone()))?;
@@ -330,7 +372,11 @@ fn run(args: &[String]) -> Result<Report> {
             };
             far.push(total_ops / secs);
             by_thread.add_since(t0);
-            base.push(total_ops / on_green_threads(&rt, threads, local_pass.clone())?);
+            far_sleep.add(s0, rt.stats(), secs);
+            let s0 = rt.stats();
+            let base_secs = on_green_threads(&rt, threads, local_pass.clone())?;
+            base_sleep.add(s0, rt.stats(), base_secs);
+            base.push(total_ops / base_secs);
         }
         let after = map.cache_stats();
         let (f, b) = (median(&far), median(&base));
@@ -384,6 +430,18 @@ fn run(args: &[String]) -> Result<Report> {
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
+        let workers = rt.workers();
+        report.figure_f64(
+            &format!("workers_asleep_{pct}pct"),
+            far_sleep.share(workers),
+        );
+        report.note(format!(
+            "{pct}%: workers asleep (nothing to run) {:.1}% of the far passes ({:.0} sleeps per \
+             pass), {:.1}% of the baseline passes",
+            100.0 * far_sleep.share(workers),
+            far_sleep.sleeps as f64 / args.samples as f64,
+            100.0 * base_sleep.share(workers),
+        ));
         if pct == 25 {
             judged = Some(q);
         }
@@ -427,8 +485,8 @@ mod tests {
     }
 
     /// A small run end to end on an in-process server (the scenario itself fails if a lookup
-    /// returns a wrong value): every figure is there, and `--timeline` prints one line per
-    /// timed pass whose windows saw the misses' round trips.
+    /// returns a wrong value): every figure is there (the workers' sleep a share), and
+    /// `--timeline` prints one line per timed pass whose windows saw the misses' round trips.
     #[test]
     fn a_small_run_reports_its_figures_and_timeline() {
         let report = run(&args(&[
@@ -450,7 +508,13 @@ mod tests {
         let hit = f("hit_rate_25pct");
         assert!(hit > 0.0 && hit < 1.0, "hit rate {hit}");
         assert!(f("misses_per_trip_25pct") >= 1.0);
+        let asleep = f("workers_asleep_25pct");
+        assert!((0.0..=1.0).contains(&asleep), "workers asleep {asleep}");
         let rendered = report.render();
+        assert!(
+            rendered.contains("25%: workers asleep (nothing to run)"),
+            "{rendered}"
+        );
         let passes: Vec<&str> = rendered
             .lines()
             .filter(|l| l.contains("round trips/keys per trip"))

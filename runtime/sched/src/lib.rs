@@ -50,7 +50,7 @@ mod worker;
 use std::time::Duration;
 
 pub use farmem_error::{Error, ErrorKind, Result};
-pub use runtime::{spawn, try_spawn, Builder, Runtime};
+pub use runtime::{spawn, try_spawn, Builder, Runtime, RuntimeStats};
 pub use stack::max_map_count;
 pub use task::{JoinError, JoinHandle};
 

@@ -7,10 +7,10 @@
 //! green threads are dropped and suspended ones are unwound on their own worker (their
 //! `JoinHandle`s report [`ErrorKind::Closed`]), then the worker threads are joined.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle as ThreadHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_deque::{Injector, Stealer, Worker as Deque};
 use farmem_error::{Error, ErrorKind, Result};
@@ -41,6 +41,8 @@ pub(crate) struct Shared {
     pub(crate) idle: Idle,
     pub(crate) shutdown: AtomicBool,
     pub(crate) config: Config,
+    /// When the runtime was built: the origin of the workers' sleep timestamps.
+    pub(crate) epoch: Instant,
 }
 
 /// The parts of worker `i` other threads reach.
@@ -53,9 +55,100 @@ pub(crate) struct WorkerShared {
     pub(crate) stealer: Stealer<Arc<Task>>,
     /// The worker's reactor, also what it sleeps in.
     pub(crate) poller: Poller,
+    /// The worker's sleep counters ([`Runtime::stats`]).
+    pub(crate) sleep: SleepCounters,
+}
+
+/// One worker's sleep counters, written only by the worker and read by [`Runtime::stats`] as
+/// one consistent snapshot (a seqlock: `seq` is odd while the worker changes them), so a
+/// sleep under way counts up to the moment of reading, and no sleep counts twice or not at
+/// all between two snapshots.
+#[derive(Default)]
+pub(crate) struct SleepCounters {
+    seq: AtomicU64,
+    /// Sleeps begun.
+    sleeps: AtomicU64,
+    /// Nanoseconds of the sleeps ended.
+    slept_nanos: AtomicU64,
+    /// While asleep: when the sleep began, in nanoseconds since the runtime's `epoch`, plus
+    /// one; 0 while awake.
+    since: AtomicU64,
+}
+
+impl SleepCounters {
+    /// Runs the worker's change `f` of the counters as one seqlock write (Boehm, MSPC'12, as
+    /// the hash map's cache does).
+    fn write(&self, f: impl FnOnce()) {
+        let s = self.seq.load(Ordering::Relaxed);
+        self.seq.store(s + 1, Ordering::Relaxed);
+        fence(Ordering::Release);
+        f();
+        self.seq.store(s + 2, Ordering::Release);
+    }
+
+    /// The worker begins a sleep `at` nanoseconds after the epoch.
+    pub(crate) fn begin(&self, at: u64) {
+        self.write(|| {
+            let n = self.sleeps.load(Ordering::Relaxed);
+            self.sleeps.store(n + 1, Ordering::Relaxed);
+            self.since.store(at + 1, Ordering::Relaxed);
+        });
+    }
+
+    /// The worker's sleep ends `at` nanoseconds after the epoch.
+    pub(crate) fn end(&self, at: u64) {
+        self.write(|| {
+            let since = self.since.load(Ordering::Relaxed);
+            let slept = at.saturating_sub(since.saturating_sub(1));
+            let total = self.slept_nanos.load(Ordering::Relaxed);
+            self.slept_nanos
+                .store(total.saturating_add(slept), Ordering::Relaxed);
+            self.since.store(0, Ordering::Relaxed);
+        });
+    }
+
+    /// Sleeps begun and nanoseconds slept as of `now` (nanoseconds after the epoch, taken
+    /// after the call begins).
+    fn read(&self, now: impl Fn() -> u64) -> (u64, u64) {
+        loop {
+            let before = self.seq.load(Ordering::Acquire);
+            if before % 2 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let sleeps = self.sleeps.load(Ordering::Relaxed);
+            let slept = self.slept_nanos.load(Ordering::Relaxed);
+            let since = self.since.load(Ordering::Relaxed);
+            fence(Ordering::Acquire);
+            if self.seq.load(Ordering::Relaxed) == before {
+                let ongoing = match since {
+                    0 => 0,
+                    s => now().saturating_sub(s - 1),
+                };
+                return (sleeps, slept.saturating_add(ongoing));
+            }
+        }
+    }
+}
+
+/// What the workers of a [`Runtime`] have done since it was built ([`Runtime::stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuntimeStats {
+    /// Times a worker went to sleep: it had nothing to run (every green thread it holds blocked
+    /// or done) and nothing to steal.
+    pub sleeps: u64,
+    /// Time the workers spent asleep, summed over the workers, a sleep under way counted up to
+    /// the call. Against `workers × elapsed` it says how much of the runtime's capacity found
+    /// nothing to run, as when every green thread waits on far memory.
+    pub asleep: Duration,
 }
 
 impl Shared {
+    /// Nanoseconds since the runtime was built.
+    pub(crate) fn nanos_since_epoch(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
     /// Wakes worker `i` from its poller.
     pub(crate) fn notify(&self, i: usize) {
         // A failed notify (eventfd full) means a notification is already pending.
@@ -152,6 +245,7 @@ impl Builder {
                 remote: Injector::new(),
                 stealer: deque.stealer(),
                 poller,
+                sleep: SleepCounters::default(),
             });
             deques.push(deque);
         }
@@ -161,6 +255,7 @@ impl Builder {
             idle: Idle::new(workers),
             shutdown: AtomicBool::new(false),
             config,
+            epoch: Instant::now(),
         });
         let mut rt = Runtime {
             shared: shared.clone(),
@@ -206,6 +301,17 @@ impl Runtime {
     /// Number of worker threads.
     pub fn workers(&self) -> usize {
         self.shared.config.workers
+    }
+
+    /// The workers' counters so far, summed over the workers (read without stopping them).
+    pub fn stats(&self) -> RuntimeStats {
+        let mut stats = RuntimeStats::default();
+        for w in self.shared.workers.iter() {
+            let (sleeps, nanos) = w.sleep.read(|| self.shared.nanos_since_epoch());
+            stats.sleeps += sleeps;
+            stats.asleep += Duration::from_nanos(nanos);
+        }
+        stats
     }
 
     /// Starts `f` as a green thread of this runtime.
@@ -315,5 +421,26 @@ impl Drop for Runtime {
                 let _ = w.remote.steal();
             }
         }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// A sleep under way counts up to the moment of reading; an ended one counts its length
+    /// once.
+    #[test]
+    fn sleep_counters_count_ended_and_ongoing_sleeps() {
+        let c = SleepCounters::default();
+        assert_eq!(c.read(|| 50), (0, 0));
+        c.begin(100);
+        assert_eq!(c.read(|| 150), (1, 50));
+        c.end(200);
+        assert_eq!(c.read(|| 250), (1, 100));
+        c.begin(300);
+        assert_eq!(c.read(|| 350), (2, 150));
+        c.end(400);
+        assert_eq!(c.read(|| 1000), (2, 200));
     }
 }

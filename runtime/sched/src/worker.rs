@@ -333,7 +333,10 @@ impl WorkerLocal {
                 .borrow()
                 .next_deadline()
                 .map(|d| d.saturating_duration_since(Instant::now()));
+            let counters = &self.shared.workers[self.index].sleep;
+            counters.begin(self.shared.nanos_since_epoch());
             self.poll_io(timeout);
+            counters.end(self.shared.nanos_since_epoch());
         }
         idle.end_sleep(self.index);
     }

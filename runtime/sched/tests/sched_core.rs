@@ -365,6 +365,20 @@ fn block_on_from_several_os_threads_at_once() {
     }
 }
 
+/// A worker with nothing to run sleeps, and `Runtime::stats` counts it: while the only green
+/// thread sleeps on a timer, its worker sleeps too. The total never passes what the workers
+/// could have slept since the runtime was built.
+#[test]
+fn stats_count_the_workers_sleeps() {
+    let t0 = Instant::now();
+    let rt = rt(2);
+    rt.block_on(|| farmem_sched::sleep(Duration::from_millis(20)));
+    let stats = rt.stats();
+    assert!(stats.sleeps >= 1, "{stats:?}");
+    assert!(stats.asleep > Duration::ZERO, "{stats:?}");
+    assert!(stats.asleep <= 2 * t0.elapsed(), "{stats:?}");
+}
+
 #[test]
 fn idle_workers_steal_unstarted_green_threads() {
     let rt = rt(2);
