@@ -91,7 +91,7 @@ impl SleepCounters {
         self.write(|| {
             let n = self.sleeps.load(Ordering::Relaxed);
             self.sleeps.store(n + 1, Ordering::Relaxed);
-            self.since.store(at + 1, Ordering::Relaxed);
+            self.since.store(at.saturating_add(1), Ordering::Relaxed);
         });
     }
 
