@@ -372,10 +372,10 @@ fn run(args: &[String]) -> Result<Report> {
             };
             far.push(total_ops / secs);
             by_thread.add_since(t0);
-            far_sleep.add(s0, rt.stats(), secs);
-            let s0 = rt.stats();
+            let s1 = rt.stats();
+            far_sleep.add(s0, s1, secs);
             let base_secs = on_green_threads(&rt, threads, local_pass.clone())?;
-            base_sleep.add(s0, rt.stats(), base_secs);
+            base_sleep.add(s1, rt.stats(), base_secs);
             base.push(total_ops / base_secs);
         }
         let after = map.cache_stats();

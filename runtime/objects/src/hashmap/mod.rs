@@ -53,10 +53,9 @@
 //!   trip, hands each waiter its answer and unparks them all at once (one fence per worker for
 //!   the batch, `Unparker::unpark_all`), then fills the cache with the values found (one
 //!   thread filling from values still in its own cache, off the waiters' path), and takes the
-//!   next batch at once if
-//!   misses arrived meanwhile. Many green threads share each trip, which is what bounds
-//!   throughput on a loopback link: a round trip's syscalls and thread wake-ups cost far more
-//!   than one more key in the frame. The sender runs only while the map misses: the first miss
+//!   next batch at once if misses arrived meanwhile. Many green threads share each trip, which
+//!   is what bounds throughput on a loopback link: a round trip's syscalls and thread wake-ups
+//!   cost far more than one more key in the frame. The sender runs only while the map misses: the first miss
 //!   starts it and it exits after `combine::SENDER_IDLE_EXIT` (100 ms) without one, so a
 //!   process with many maps holds a thread only for those missing now.
 //! - **Dropping the last handle drops the data**: the map sends `clear`, which removes its
