@@ -22,9 +22,10 @@
 //! **Workers asleep.** Each row's note says how much of the far passes' worker time the
 //! runtime's workers slept with nothing to run (`Runtime::stats`): every green thread on the
 //! worker waiting for a miss's answer, and nothing to steal (green threads stay on the worker
-//! they start on). At 25% on this 2-vCPU VM that is 27–33% of the workers' time, about 350
-//! sleeps per pass, against about 1% in the baseline passes and 3–4% in the far passes at 100%.
-//! Most of it is not lost: the map's sender and the memory server run on those CPUs then. What
+//! they start on). At 25% on this 2-vCPU VM that is about a third of the workers' time (median
+//! of 20 runs 33%, range 17–43%; some 300–550 sleeps per pass), against under 1% in the
+//! baseline passes and about 10% in the far passes at 100% (where the cache holds 92.5% of the
+//! entries, so 1% of lookups miss). Most of it is not lost: the map's sender and the memory server run on those CPUs then. What
 //! the whole machine leaves idle (about a tenth of the far passes, from `/proc/stat` in an
 //! instrumented run) is the part a different miss pipeline could still win.
 //!
