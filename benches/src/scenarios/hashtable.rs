@@ -25,9 +25,10 @@
 //! they start on). At 25% on this 2-vCPU VM that is about a third of the workers' time (median
 //! of 20 runs 33%, range 17–43%; some 300–550 sleeps per pass), against under 1% in the
 //! baseline passes and about 10% in the far passes at 100% (where the cache holds 92.5% of the
-//! entries, so 1% of lookups miss). Most of it is not lost: the map's sender and the memory server run on those CPUs then. What
-//! the whole machine leaves idle (about a tenth of the far passes, from `/proc/stat` in an
-//! instrumented run) is the part a different miss pipeline could still win.
+//! entries, so 1% of lookups miss). Most of it is not lost: the map's sender and the memory
+//! server run on those CPUs then. What the whole machine leaves idle (about a tenth of the far
+//! passes, from `/proc/stat` in an instrumented run) is the part a different miss pipeline
+//! could still win.
 //!
 //! **Why 1024 green threads by default.** At 25% local about one lookup in seven misses, and a
 //! miss waits one to two `get-many` trips (60–130 µs here). By Little's law, keeping the two
@@ -40,8 +41,8 @@
 //! fraction gets its own map (loaded by the same green threads, one `put` round trip each), a
 //! warm-up pass that fills the cache, then `--samples` timed passes interleaved with baseline
 //! passes; medians reported. Every pass draws its own lookups from the distribution (a far pass
-//! and its baseline pass the same ones), so the cache is measured on keys it has not seen in
-//! that order before.
+//! and its baseline pass the same ones), so no timed pass repeats a sequence the cache has
+//! seen.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
