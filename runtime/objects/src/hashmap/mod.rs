@@ -55,9 +55,9 @@
 //!   thread filling from values still in its own cache, off the waiters' path), and takes the
 //!   next batch at once if misses arrived meanwhile. Many green threads share each trip, which
 //!   is what bounds throughput on a loopback link: a round trip's syscalls and thread wake-ups
-//!   cost far more than one more key in the frame. The sender runs only while the map misses: the first miss
-//!   starts it and it exits after `combine::SENDER_IDLE_EXIT` (100 ms) without one, so a
-//!   process with many maps holds a thread only for those missing now.
+//!   cost far more than one more key in the frame. The sender runs only while the map misses:
+//!   the first miss starts it and it exits after `combine::SENDER_IDLE_EXIT` (100 ms) without
+//!   one, so a process with many maps holds a thread only for those missing now.
 //! - **Dropping the last handle drops the data**: the map sends `clear`, which removes its
 //!   objects on the server and frees their bytes, from its last sender on the way out or from a
 //!   short-lived thread when none is running (asynchronously: `drop` never waits for a round
